@@ -1,0 +1,120 @@
+"""AlexNet (Krizhevsky, Sutskever & Hinton, 2012) and its variants.
+
+Variants are arguments, not copies:
+
+  python main.py --config=configs/alexnet.py --workdir=runs/alexnet
+      The paper's two-column net on ILSVRC-2012 (batch 128, lr 0.01 divided by 10 on plateaus,
+      ~90 epochs). Should reach the paper's 40.7% top-1 / 18.2% top-5 error (10 views).
+
+  python main.py --config=configs/alexnet.py:one_weird_trick --workdir=runs/owt
+      The single-column net of "One weird trick" (Krizhevsky 2014) that torchvision ships
+      (61,100,840 parameters, no LRN). torchvision reports 43.5% / 20.9% error (centre crop).
+
+  python main.py --config=configs/alexnet.py:one_column --workdir=runs/one_column
+      The paper's one-GPU ablation net (run 145-half). Paper: +1.7 / +1.2 points of error.
+
+  python main.py --config=configs/alexnet.py:quickstart --workdir=runs/quickstart
+      A quarter-width net on the built-in miniature ImageNet, on a laptop CPU: see
+      `get_config` for what it changes and why.
+
+Any field can be overridden on the command line: `--config.model.lrn=False`.
+"""
+
+import ml_collections
+
+
+def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+  """Returns the config for `arg` (None: the paper's net on ILSVRC-2012)."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  # ---------------------------------------------------------------- model
+  m = config.model = ml_collections.ConfigDict()
+  # 'paper': the two-column net of the paper (or its one-column ablation with columns=1).
+  # 'one_weird_trick': the single-column net torchvision ships (64-192-384-256-256, no LRN).
+  m.variant = 'paper'
+  m.columns = 2            # 2: the paper's net; 1: the paper's one-GPU ablation net
+  m.width = 1.0            # multiplies every conv and fc width (not fc8); for small runs
+  m.num_classes = 1000
+  # 224: the original code's crop, with conv1 running off the bottom/right edge into zeros
+  # (padding 0 top/left, 3 bottom/right). 227: Caffe's crop, no padding. Other sizes use the
+  # 224 rule (pad so that the last stride-4 window fits).
+  m.input_size = 224
+  m.activation = 'relu'    # 'relu' | 'tanh'
+  # Local response normalization (PAPER.md): b = a / (k + alpha' * sum a^2)^beta.
+  m.lrn = True
+  m.lrn_size = 5
+  m.lrn_k = 2.0
+  m.lrn_alpha = 1e-4
+  m.lrn_beta = 0.75
+  # 'code': alpha' = alpha / size, as the original code ran it (2e-5); 'paper': alpha' = alpha.
+  m.lrn_alpha_convention = 'code'
+  # 'paper': conv -> ReLU -> LRN -> pool in layers 1 and 2 (the paper's text).
+  # 'code': layer 1 conv -> LRN -> pool -> ReLU (LRN sees pre-ReLU values); layer 2 as the paper.
+  m.lrn_placement = 'paper'
+  m.overlap_pool = True    # True: 3x3 stride 2 (paper); False: 2x2 stride 2 (ablation)
+  m.dropout = 0.5          # rate in fc6 and fc7; 0 disables
+  # 'paper': train masks without rescaling, test multiplies by (1 - rate) (the original code).
+  # 'inverted': train divides kept units by (1 - rate), test is the identity.
+  m.dropout_mode = 'paper'
+  # 'paper': weights N(0, 0.01). 'code': as 'paper' but std 0.03 in conv3-conv5 (the original
+  # code). 'he': He-normal weights and fc8 N(0, 0.01) (not the paper; for small nets).
+  m.init = 'paper'
+  m.weight_std = 0.01
+  m.conv345_std = 0.03     # used by init='code'
+  # Bias of conv2, conv4, conv5, fc6, fc7 (others start at 0). Paper: 1. Caffe later used 0.1:
+  # from scratch, bias 1 can leave the net at loss ln(1000).
+  m.bias_init = 1.0
+  # How per-column ("own column") convolutions run on one device: 'split' (one ordinary conv per
+  # column), 'grouped' (one conv with feature_group_count=columns), 'auto' (split on CPU, where
+  # XLA's grouped convolution is ~3x slower; grouped elsewhere).
+  m.conv_impl = 'auto'
+  # conv1 (11x11, stride 4): 'conv' (XLA convolution), 'im2col' (strided patches + one matmul;
+  # ~2x faster on XLA:CPU), 'auto' (im2col on CPU, conv elsewhere). Same parameters, same numbers.
+  m.conv1_impl = 'auto'
+  m.dtype = 'float32'      # compute dtype: 'float32' | 'bfloat16' (parameters stay float32)
+
+  # ---------------------------------------------------------------- data
+  d = config.data = ml_collections.ConfigDict()
+  d.dataset = 'imagenet2012'
+
+  # ---------------------------------------------------------------- parallelism
+  p = config.mesh = ml_collections.ConfigDict()
+  p.model = 0              # devices per model replica: 1 or 2 (= columns); 0: columns if possible
+  p.data = -1              # data-parallel size; -1: all remaining devices
+
+  # ---------------------------------------------------------------- training
+  config.batch_size = 128  # global batch, summed over all devices and hosts
+
+  if arg in (None, '', 'paper'):
+    pass
+  elif arg == 'one_weird_trick':
+    m.variant = 'one_weird_trick'
+    m.columns = 1
+    m.lrn = False
+  elif arg == 'one_column':
+    m.columns = 1
+  elif arg == 'quickstart':
+    _quickstart(config)
+  else:
+    raise ValueError(
+        f'Unknown config variant {arg!r}; use one of: paper, one_weird_trick, one_column, '
+        'quickstart (e.g. --config=configs/alexnet.py:quickstart).')
+  return config
+
+
+def _quickstart(config: ml_collections.ConfigDict) -> None:
+  """A quarter-width net at 112x112 on the built-in miniature ImageNet (10 classes).
+
+  Departs from the paper where a small net on a CPU needs it: He-normal init with zero biases
+  (the paper's N(0, 0.01) with biases 1 stays at chance at this width), and 112-pixel inputs
+  (224 at quarter width is ~4x slower per image and did not learn in time).
+  """
+  m = config.model
+  m.width = 0.25
+  m.num_classes = 10
+  m.input_size = 112
+  m.init = 'he'
+  m.bias_init = 0.0
+  config.data.dataset = 'mini_imagenet'
+  config.batch_size = 64

@@ -1,0 +1,69 @@
+"""An independent AlexNet in plain PyTorch (NCHW, grouped convolutions), fed our parameters.
+
+Written from PAPER.md's layer table, not from alexnet_jax.model: columns are torch `groups`,
+"both columns" layers are ordinary convolutions, LRN is torch's (which divides alpha by size).
+"""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def _conv_weight(kernel):
+  """[C, kh, kw, in, out] -> torch [C * out, in, kh, kw] (group c owns outputs c*out...)."""
+  c, kh, kw, cin, cout = kernel.shape
+  return torch.from_numpy(np.ascontiguousarray(
+      np.array(kernel).transpose(0, 4, 3, 1, 2).reshape(c * cout, cin, kh, kw)))
+
+
+def _lrn(x, columns, m):
+  alpha = m.lrn_alpha if m.lrn_alpha_convention == 'code' else m.lrn_alpha * m.lrn_size
+  parts = torch.chunk(x, columns, dim=1)  # each column normalizes over its own channels
+  return torch.cat([F.local_response_norm(p, m.lrn_size, alpha=alpha, beta=m.lrn_beta,
+                                          k=m.lrn_k) for p in parts], dim=1)
+
+
+def logits(params, m, images_nhwc):
+  """params: {'conv1': {'kernel', 'bias'}, ...} as NumPy; m: config.model; images NHWC."""
+  act = torch.relu if m.activation == 'relu' else torch.tanh
+  pool = (lambda x: F.max_pool2d(x, 3, 2)) if m.overlap_pool else (lambda x: F.max_pool2d(x, 2, 2))
+  columns = m.columns
+  owt = m.variant == 'one_weird_trick'
+  x = torch.from_numpy(np.asarray(images_nhwc, np.float32)).permute(0, 3, 1, 2)
+
+  def conv(name, x, stride, padding, groups):
+    p = params[name]
+    return F.conv2d(x, _conv_weight(p['kernel']), torch.from_numpy(np.array(p['bias'])).reshape(-1),
+                    stride=stride, padding=padding, groups=groups)
+
+  # conv1 sees the whole image in both columns.
+  if owt:
+    x = conv('conv1', x, 4, 2, 1)
+  else:
+    size = x.shape[-1]
+    extra = 0 if size == 227 else ((size - 11 + 3) // 4) * 4 + 11 - size
+    x = conv('conv1', F.pad(x, (0, extra, 0, extra)), 4, 0, 1)
+  if m.lrn and m.lrn_placement == 'code' and not owt:
+    x = act(pool(_lrn(x, columns, m)))
+  else:
+    x = act(x)
+    x = _lrn(x, columns, m) if m.lrn else x
+    x = pool(x)
+  own = 1 if owt else columns
+  x = act(conv('conv2', x, 1, 2, own))  # own column only
+  x = pool(_lrn(x, columns, m) if m.lrn else x)
+  x = act(conv('conv3', x, 1, 1, 1))     # both columns
+  x = act(conv('conv4', x, 1, 1, own))   # own column only
+  x = act(conv('conv5', x, 1, 1, own))   # own column only
+  x = pool(x)
+  x = x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)  # NHWC flattening order
+  for name in ('fc6', 'fc7', 'fc8'):
+    k = np.asarray(params[name]['kernel'])
+    c, fan_in, out = k.shape
+    w = torch.from_numpy(np.ascontiguousarray(k.transpose(1, 0, 2).reshape(fan_in, c * out)))
+    x = x @ w + torch.from_numpy(np.array(params[name]['bias'])).reshape(-1)
+    if name != 'fc8':
+      x = act(x)
+      if m.dropout and m.dropout_mode == 'paper':
+        x = x * (1.0 - m.dropout)  # the paper's test-time rule
+  return x.numpy()

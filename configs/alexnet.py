@@ -85,6 +85,47 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   # ---------------------------------------------------------------- training
   config.batch_size = 128  # global batch, summed over all devices and hosts
+  config.num_epochs = 90.0  # the logged run stopped at epoch 91
+  config.num_steps = 0      # if > 0, overrides num_epochs
+
+  o = config.optimizer = ml_collections.ConfigDict()
+  o.name = 'paper'          # 'paper': lr inside the momentum buffer; 'optax_sgd': optax.sgd
+  o.learning_rate = 0.01
+  o.momentum = 0.9
+  o.weight_decay = 5e-4     # scaled by the learning rate, as in the paper
+  o.bias_lr_multiplier = 1.0  # original code: 2.0
+  o.bias_weight_decay = True  # original code: False
+
+  s = config.schedule = ml_collections.ConfigDict()
+  # 'plateau': divide by `factor` when validation top-1 error has not improved for `patience`
+  # evaluations, at most `max_reductions` times (what the paper did); 'steps': at the
+  # boundaries (epochs, or steps when boundaries_epochs is empty); 'cosine'; 'constant'.
+  s.name = 'plateau'
+  s.factor = 0.1
+  s.patience = 3
+  s.max_reductions = 3
+  s.min_delta = 0.0         # improvement (in %) that counts
+  s.boundaries_epochs = (25, 51, 79)  # the logged run's drops
+  s.boundaries_steps = ()
+  s.warmup_epochs = 0.0
+  s.warmup_steps = 0
+
+  e = config.eval = ml_collections.ConfigDict()
+  e.every_epochs = 1.0      # evaluate every this many epochs (0: only at the end) ...
+  e.every_steps = 0         # ... or every this many steps, if > 0
+  e.views = 1               # views during training: 1 (centre crop) or 10
+  e.final_views = (1, 10)   # views at the end of training and in --mode=eval
+  e.batch_size = 0          # 0: the training batch size
+
+  c = config.checkpoint = ml_collections.ConfigDict()
+  c.every_steps = 1000
+  c.keep = 3                # the last K checkpoints ...
+  c.keep_best = 1           # ... and the best by validation error
+  c.async_save = True
+
+  config.log_every_steps = 50
+  config.progress = 'auto'  # 'bar' (terminal), 'lines', 'auto' (bar on a terminal), 'none'
+  config.allow_config_change = False  # allow a workdir's run to continue with another config
 
   if arg in (None, '', 'paper'):
     pass

@@ -1,0 +1,50 @@
+"""Top-1 / top-5 error, centre crop or 10 views (softmax averaged), every example counted once."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def correct_counts(logits: jax.Array, labels: jax.Array, mask: jax.Array) -> dict[str, jax.Array]:
+  """Number of masked-in examples whose label is the top-1 / among the top-5 (logits [B, V, N]).
+
+  Views are combined by averaging softmax probabilities, as the paper did for its 10 views.
+  """
+  probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).mean(axis=1)
+  top5 = jax.lax.top_k(probs, min(5, probs.shape[-1]))[1]
+  hit1 = top5[:, 0] == labels
+  hit5 = jnp.any(top5 == labels[:, None], axis=-1)
+  mask = mask.astype(jnp.float32)
+  return {'top1': jnp.sum(hit1 * mask), 'top5': jnp.sum(hit5 * mask), 'count': jnp.sum(mask)}
+
+
+def make_eval_step(logits_fn):
+  """jit(params, images [B, V, S, S, 3], labels, mask) -> summed counts for the batch."""
+
+  @jax.jit
+  def eval_step(params, images, labels, mask):
+    b, v = images.shape[:2]
+    logits = logits_fn(params, images.reshape((b * v,) + images.shape[2:]))
+    return correct_counts(logits.reshape(b, v, -1), labels, mask)
+
+  return eval_step
+
+
+def evaluate(eval_step, params, batches, to_global) -> dict[str, float]:
+  """Runs `eval_step` over all `batches`; returns errors in percent and the example count."""
+  totals = {'top1': 0.0, 'top5': 0.0, 'count': 0.0}
+  pending = []
+  for batch in batches:
+    batch = to_global(batch)
+    pending.append(eval_step(params, batch['image'], batch['label'], batch['mask']))
+  for counts in pending:
+    for k in totals:
+      totals[k] += float(np.asarray(counts[k]))
+  count = totals['count']
+  if count == 0:
+    raise RuntimeError('The evaluation split gave no examples.')
+  return {'top1_error': 100.0 * (1 - totals['top1'] / count),
+          'top5_error': 100.0 * (1 - totals['top5'] / count),
+          'count': int(round(count))}

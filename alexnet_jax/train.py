@@ -1,0 +1,303 @@
+"""The training loop: state, jitted steps, evaluation cadence, checkpoints, metrics, guards.
+
+Resume is "run the same command again": the loop restores the workdir's latest complete
+checkpoint (parameters, optimizer state, step, RNG, schedule state); the data position is the
+step, because the input pipeline's batch is a function of (seed, step).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import signal
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from alexnet_jax import checkpoint as checkpoint_lib
+from alexnet_jax import evaluate as evaluate_lib
+from alexnet_jax import model as model_lib
+from alexnet_jax import optim
+from alexnet_jax import parallel
+from alexnet_jax import tracking
+from alexnet_jax.progress import Progress
+
+
+class TrainingError(RuntimeError):
+  pass
+
+
+@dataclasses.dataclass
+class Setup:
+  """Everything a run needs that is decided before any compilation."""
+  mesh: jax.sharding.Mesh
+  info: object
+  steps_per_epoch: int
+  total_steps: int
+  graphdef: object
+  abstract_state: dict
+  shardings: dict
+
+
+def plan(config) -> Setup:
+  """Checks the layout and the dataset and sizes the run; fails before compiling anything."""
+  from alexnet_jax.data import pipeline
+  model_lib.validate(config.model)
+  mesh = parallel.make_mesh(config.mesh, config.model)
+  parallel.check_batch(mesh, config.batch_size)
+  info = pipeline.prepare(config.data)
+  if info.num_classes > config.model.num_classes:
+    raise TrainingError(
+        f'The dataset has {info.num_classes} classes but model.num_classes is '
+        f'{config.model.num_classes}; set --config.model.num_classes={info.num_classes}.')
+  steps_per_epoch = max(1, info.num_train // config.batch_size)
+  total = config.num_steps or int(math.ceil(config.num_epochs * steps_per_epoch))
+  graphdef, abstract_state = _abstract_state(config)
+  shardings = {
+      'params': parallel.param_sharding(mesh, abstract_state['params']),
+      'opt_state': parallel.param_sharding(mesh, abstract_state['opt_state']),
+      'rng': jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()),
+  }
+  abstract_state = jax.tree.map(
+      lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract_state, shardings)
+  return Setup(mesh, info, steps_per_epoch, total, graphdef, abstract_state, shardings)
+
+
+def _init_state(config):
+  model = model_lib.create_model(config.model, seed=config.seed)
+  graphdef, params = nnx.split(model, nnx.Param)
+  tx = optim.make_optimizer(config.optimizer)
+  return graphdef, {'params': params, 'opt_state': tx.init(params),
+                    'rng': jax.random.key_data(jax.random.key(config.seed + 1))}
+
+
+def _abstract_state(config):
+  box = {}
+
+  def init():
+    graphdef, state = _init_state(config)
+    box['graphdef'] = graphdef
+    return state
+
+  abstract = jax.eval_shape(init)
+  return box['graphdef'], abstract
+
+
+def make_train_step(config, setup: Setup):
+  tx = optim.make_optimizer(config.optimizer)
+  loss_fn = parallel.make_loss_fn(setup.graphdef, setup.mesh, config.model)
+  batch_sharding = parallel.batch_sharding(setup.mesh)
+  s = setup.shardings
+
+  def step_fn(state, batch, learning_rate, step):
+    dropout_key = jax.random.fold_in(jax.random.wrap_key_data(state['rng']), step)
+    opt_state = optim.set_learning_rate(state['opt_state'], learning_rate)
+    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state['params'], batch, dropout_key, True)
+    updates, opt_state = tx.update(grads, opt_state, state['params'])
+    params = optax.apply_updates(state['params'], updates)
+    metrics = {'loss': loss, **aux}
+    return {'params': params, 'opt_state': opt_state, 'rng': state['rng']}, metrics
+
+  return jax.jit(step_fn, in_shardings=(s, {'image': batch_sharding, 'label': batch_sharding},
+                                        None, None),
+                 out_shardings=(s, None), donate_argnums=(0,))
+
+
+class _Preemption:
+  """Turns SIGTERM into a flag the loop checks, so it can save before it exits."""
+
+  def __init__(self):
+    self.requested = False
+    self._previous = None
+
+  def __enter__(self):
+    try:
+      self._previous = signal.signal(signal.SIGTERM, self._handle)
+    except ValueError:  # not the main thread (e.g. a notebook worker): no handler
+      self._previous = None
+    return self
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.requested = True
+
+  def __exit__(self, *exc):
+    if self._previous is not None:
+      signal.signal(signal.SIGTERM, self._previous)
+
+
+def _to_global(mesh, batch):
+  return parallel.global_batch(mesh, batch)
+
+
+def run_evaluation(config, setup: Setup, eval_step, params, views: int) -> dict:
+  from alexnet_jax.data import pipeline
+  batch_size = config.eval.batch_size or config.batch_size
+  batches = pipeline.eval_iterator(
+      config.data, image_size=config.model.input_size, global_batch_size=batch_size,
+      views=views, process_index=jax.process_index(), process_count=jax.process_count())
+  result = evaluate_lib.evaluate(eval_step, params, batches,
+                                 lambda b: _to_global(setup.mesh, b))
+  if result['count'] != setup.info.num_eval:
+    raise TrainingError(f'Evaluation counted {result["count"]} examples, the split has '
+                        f'{setup.info.num_eval}.')
+  return result
+
+
+def train_and_evaluate(config, workdir: str, argv: list[str]) -> dict:
+  """Trains (resuming from `workdir`), evaluates, and returns the final validation metrics."""
+  from alexnet_jax.data import pipeline
+  setup = plan(config)
+  record = tracking.Workdir(workdir, config, argv)
+  ckpt = checkpoint_lib.Checkpoints(os.path.join(workdir, 'checkpoints'),
+                                    keep=config.checkpoint.keep,
+                                    keep_best=config.checkpoint.keep_best,
+                                    async_save=config.checkpoint.async_save)
+  schedule = optim.Schedule(config.schedule, config.optimizer.learning_rate,
+                            setup.steps_per_epoch, setup.total_steps)
+  restored = ckpt.restore_latest(setup.abstract_state)
+  if restored is None:
+    _, state = _init_state(config)
+    state = jax.device_put(state, setup.shardings)
+    start = 0
+  else:
+    start, state, saved = restored
+    schedule.state = optim.PlateauState(**saved['schedule'])
+    record.truncate_after(start)
+    print(f'Resumed from step {start} ({ckpt.directory}).', flush=True)
+
+  train_step = make_train_step(config, setup)
+  logits_fn = parallel.make_logits_fn(setup.graphdef, setup.mesh, config.model)
+  eval_step = evaluate_lib.make_eval_step(logits_fn)
+  eval_every = config.eval.every_steps or int(round(config.eval.every_epochs
+                                                    * setup.steps_per_epoch))
+  batches = pipeline.train_iterator(
+      config.data, image_size=config.model.input_size, global_batch_size=config.batch_size,
+      seed=config.seed, start_step=start, process_index=jax.process_index(),
+      process_count=jax.process_count())
+
+  def save(step, metrics=None, force=False):
+    ckpt.save(step, state, {'step': step, 'schedule': schedule.state.to_dict()},
+              metrics=metrics, force=force)
+
+  progress = Progress(config.progress, setup.total_steps, setup.steps_per_epoch, start)
+  window = {'loss': 0.0, 'top1': 0.0, 'count': 0, 'images': 0, 'time': time.time()}
+  last_eval = {}
+  pending = None  # (step, metrics) of the step before: checked while the next one runs
+  step = start
+
+  def check(pending):
+    step_done, metrics = pending
+    loss = float(metrics['loss'])
+    if not math.isfinite(loss):
+      ckpt.wait()
+      raise TrainingError(
+          f'Loss is {loss} at step {step_done}: training stopped. The last good checkpoint '
+          f'({ckpt.steps()[-1] if ckpt.steps() else "none"}) is kept; lower the learning rate '
+          'or check the data.')
+    window['loss'] += loss
+    window['top1'] += float(metrics['correct'])
+    window['count'] += 1
+    return loss
+
+  with _Preemption() as preemption:
+    while step < setup.total_steps:
+      batch = _to_global(setup.mesh, next(batches))
+      lr = schedule(step)
+      state, metrics = train_step(state, batch, jnp.float32(lr), jnp.int32(step))
+      if pending is not None:
+        check(pending)
+      pending = (step, metrics)
+      step += 1
+      window['images'] += config.batch_size
+      if step % config.log_every_steps == 0 or step == setup.total_steps:
+        check(pending)
+        pending = None
+        elapsed = time.time() - window['time']
+        row = {'epoch': step / setup.steps_per_epoch, 'loss': window['loss'] / window['count'],
+               'learning_rate': lr,
+               'train_top1_error': 100.0 * (1 - window['top1'] / (window['count']
+                                                                  * config.batch_size)),
+               'images_per_sec': window['images'] / max(elapsed, 1e-9),
+               'wall_time': time.time()}
+        record.log(step, row)
+        progress.update(step, row)
+        window.update(loss=0.0, top1=0.0, count=0, images=0, time=time.time())
+      evaluated = False
+      if eval_every and step % eval_every == 0 and step < setup.total_steps:
+        if pending is not None:
+          check(pending)
+          pending = None
+        last_eval = run_evaluation(config, setup, eval_step, state['params'],
+                                   config.eval.views)
+        evaluated = True
+        if schedule.observe(last_eval['top1_error']):
+          print(f'Validation error stopped improving: learning rate now {schedule(step):g}.',
+                flush=True)
+        record.log(step, {'epoch': step / setup.steps_per_epoch,
+                          'val_top1_error': last_eval['top1_error'],
+                          'val_top5_error': last_eval['top5_error'],
+                          'wall_time': time.time()})
+        progress.note(f"step {step}: validation top-1 error {last_eval['top1_error']:.2f}%, "
+                      f"top-5 {last_eval['top5_error']:.2f}%")
+      if preemption.requested:
+        if pending is not None:
+          check(pending)
+        save(step, force=True)
+        ckpt.close()
+        record.close()
+        print(f'SIGTERM: saved step {step} to {ckpt.directory}; run the same command to resume.',
+              flush=True)
+        sys.exit(143)
+      if step % config.checkpoint.every_steps == 0 and step < setup.total_steps:
+        if pending is not None:
+          check(pending)
+          pending = None
+        save(step, {'val_error': last_eval['top1_error']} if evaluated else None)
+    if pending is not None:
+      check(pending)
+  progress.close()
+
+  final = {}
+  for views in config.eval.final_views:
+    result = run_evaluation(config, setup, eval_step, state['params'], views)
+    suffix = '' if views == 1 else f'_{views}view'
+    final[f'val_top1_error{suffix}'] = result['top1_error']
+    final[f'val_top5_error{suffix}'] = result['top5_error']
+    print(f'Final validation ({views} view{"s" if views > 1 else ""}, {result["count"]} '
+          f'examples): top-1 error {result["top1_error"]:.2f}%, top-5 error '
+          f'{result["top5_error"]:.2f}%', flush=True)
+  record.log(step, {'epoch': step / setup.steps_per_epoch, **final, 'wall_time': time.time()})
+  if start < setup.total_steps or not ckpt.steps() or ckpt.steps()[-1] != step:
+    save(step, {'val_error': final.get('val_top1_error', math.inf)}, force=True)
+  ckpt.close()
+  record.close()
+  return final
+
+
+def evaluate_checkpoint(config, workdir: str) -> dict:
+  """--mode=eval: the workdir's latest checkpoint on the validation split, every view count."""
+  setup = plan(config)
+  ckpt = checkpoint_lib.Checkpoints(os.path.join(workdir, 'checkpoints'), keep=config.checkpoint.keep,
+                                    keep_best=config.checkpoint.keep_best, async_save=False)
+  restored = ckpt.restore_latest(setup.abstract_state)
+  if restored is None:
+    raise TrainingError(f'No checkpoint in {ckpt.directory}: train first (--mode=train).')
+  step, state, _ = restored
+  logits_fn = parallel.make_logits_fn(setup.graphdef, setup.mesh, config.model)
+  eval_step = evaluate_lib.make_eval_step(logits_fn)
+  results = {}
+  for views in config.eval.final_views:
+    r = run_evaluation(config, setup, eval_step, state['params'], views)
+    results[views] = r
+    print(f'step {step}, {views} view(s), {r["count"]} examples: top-1 error '
+          f'{r["top1_error"]:.2f}%, top-5 error {r["top5_error"]:.2f}%', flush=True)
+  ckpt.close()
+  return results

@@ -79,7 +79,7 @@ class Workdir:
     if os.path.exists(config_path):
       with open(config_path) as f:
         old = json.load(f)
-      changes = _diff(old, new)
+      changes = [c for c in _diff(old, new) if not c.startswith('allow_config_change:')]
       if changes and not config.allow_config_change:
         raise WorkdirError(
             f'{self.path} holds a run of a different config:\n  ' + '\n  '.join(changes[:20])

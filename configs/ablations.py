@@ -1,0 +1,35 @@
+"""The paper's ablations as a sweep: one design choice removed per run.
+
+  python launch/sweep.py --sweep=configs/ablations.py --root=runs/ablations
+      On ILSVRC-2012 with the paper's net. Paper (top-1 / top-5 error increase): no
+      normalization +1.4 / +1.2, non-overlapping pooling +0.4 / +0.3, one column +1.7 / +1.2,
+      no PCA colour noise > +1 top-1.
+  python launch/sweep.py --sweep=configs/ablations.py:quickstart --root=runs/ablations-quick
+      The same sweep on the built-in miniature ImageNet (a few minutes a run on a CPU).
+  python launch/report.py --root=runs/ablations
+      The table (and curves, if matplotlib is installed) of whatever has finished.
+"""
+
+# Each run: a name and the overrides it applies to the base config.
+RUNS = (
+    ('baseline', {}),
+    ('no_lrn', {'model.lrn': False}),
+    ('no_dropout', {'model.dropout': 0.0}),
+    ('no_overlap', {'model.overlap_pool': False}),
+    ('one_column', {'model.columns': 1}),
+    ('tanh', {'model.activation': 'tanh'}),
+    ('no_pca_noise', {'data.pca_noise': 'none'}),
+    ('lrn_paper_alpha', {'model.lrn_alpha_convention': 'paper'}),
+)
+
+# What the paper reports for the runs it made (increase of top-1, top-5 error in points).
+PAPER_DELTAS = {
+    'no_lrn': (1.4, 1.2),
+    'no_overlap': (0.4, 0.3),
+    'one_column': (1.7, 1.2),
+}
+
+
+def get_sweep(arg: str | None = None) -> dict:
+  base = 'configs/alexnet.py' + (f':{arg}' if arg else '')
+  return {'base_config': base, 'runs': RUNS, 'paper_deltas': PAPER_DELTAS}

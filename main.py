@@ -20,6 +20,11 @@ flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and the
 flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'summary'],
                   'train: train (resuming from the workdir); eval: evaluate the workdir\'s '
                   'checkpoint; summary: print the model table and exit (needs no data).')
+flags.DEFINE_string('coordinator_address', None,
+                    'host:port of process 0, for several processes started by hand (SLURM and '
+                    'TPU VMs are detected without it).')
+flags.DEFINE_integer('num_processes', None, 'Number of processes (with --coordinator_address).')
+flags.DEFINE_integer('process_id', None, 'This process\'s index (with --coordinator_address).')
 flags.mark_flags_as_required(['config'])
 
 
@@ -27,7 +32,9 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   from alexnet_jax import cli
-  cli.run(FLAGS.config, mode=FLAGS.mode, workdir=FLAGS.workdir, argv=list(argv))
+  cli.run(FLAGS.config, mode=FLAGS.mode, workdir=FLAGS.workdir, argv=sys.argv,
+          distributed={'coordinator_address': FLAGS.coordinator_address,
+                       'num_processes': FLAGS.num_processes, 'process_id': FLAGS.process_id})
 
 
 def parse_flags(argv):

@@ -48,6 +48,9 @@ class Checkpoints:
     self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                                     record=ocp.args.JsonSave(record)),
                       metrics=metrics, force=force)
+    if os.environ.get('ALEXNET_JAX_KILL_DURING_SAVE') == str(step):
+      # Fault injection for the resume tests: die while the asynchronous save is in flight.
+      os.kill(os.getpid(), 9)
 
   def wait(self) -> None:
     self.manager.wait_until_finished()

@@ -7,7 +7,8 @@ import sys
 from alexnet_jax import model as model_lib
 
 
-def run(config, *, mode: str, workdir: str | None, argv: list[str]) -> None:
+def run(config, *, mode: str, workdir: str | None, argv: list[str],
+        distributed: dict | None = None) -> None:
   try:
     model_lib.validate(config.model)
   except ValueError as e:
@@ -19,7 +20,7 @@ def run(config, *, mode: str, workdir: str | None, argv: list[str]) -> None:
   if workdir is None:
     sys.exit(f'--mode={mode} needs --workdir=DIR (where checkpoints and metrics go).')
   from alexnet_jax import parallel
-  parallel.initialize_distributed()
+  parallel.initialize_distributed(**(distributed or {}))
   from alexnet_jax import train
   from alexnet_jax import tracking
   from alexnet_jax.data import pipeline

@@ -448,3 +448,44 @@ def test_initialize_distributed_is_a_no_op_for_one_process(monkeypatch):
   assert parallel.initialize_distributed('localhost:1', 2, 0) is True
   assert called == [{'coordinator_address': 'localhost:1', 'num_processes': 2, 'process_id': 0}]
   assert jax.process_count() == 1 and parallel.is_main_process()
+
+
+def test_two_processes_compute_what_one_does(setup):
+  """Two processes (2 CPU devices each, localhost coordinator) on one (2, 2) mesh, each reading
+  only its own half of the batch, give the single-device loss and gradient norm."""
+  import json
+  import os
+  import socket
+  import subprocess
+  import sys
+
+  cfg, graphdef, params, batch = setup
+  key = jax.random.key(7)
+
+  def reference(params):
+    logits = nnx.merge(graphdef, params)(jnp.asarray(batch['image']), train=True,
+                                         dropout_key=key)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, batch['label']).mean()
+
+  loss, grads = jax.value_and_grad(reference)(params)
+  grad_norm = np.sqrt(sum(np.sum(np.asarray(g, np.float64) ** 2)
+                          for g in jax.tree.leaves(grads)))
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    port = s.getsockname()[1]
+  worker = os.path.join(os.path.dirname(__file__), 'parallel_worker.py')
+  env = {k: v for k, v in os.environ.items() if k != 'XLA_FLAGS'}
+  procs = [subprocess.Popen([sys.executable, worker, str(i), str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           for i in range(2)]
+  results = []
+  for proc in procs:
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err[-3000:]
+    results.append(json.loads(out.strip().splitlines()[-1]))
+  assert [r['shard'] for r in results] == [[0, 2, 4], [1, 2, 4]]
+  assert [r['main'] for r in results] == [True, False]
+  for r in results:
+    assert r['devices'] == 4
+    assert _relative_error(r['loss'], loss) < 1e-5
+    assert _relative_error(r['grad_norm'], grad_norm) < 1e-5

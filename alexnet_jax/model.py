@@ -286,7 +286,7 @@ class AlexNet(nnx.Module):
              for c in range(columns)], axis=-1)
     return y + bias.reshape(-1)
 
-  def _dropout(self, x, layer_index, columns, train, dropout_key, column_axis):
+  def _dropout(self, x, layer_index, columns, train, dropout_key, column_axis, data_axis=None):
     rate = self.cfg.dropout
     if rate == 0.0:
       return x
@@ -298,31 +298,44 @@ class AlexNet(nnx.Module):
     key = jax.random.fold_in(dropout_key, layer_index)
     first = 0 if column_axis is None else jax.lax.axis_index(column_axis) * columns
     per = x.shape[-1] // columns
-    # One mask per column, keyed by the column's global index: the masks do not depend on how
-    # the columns are spread over devices.
-    masks = [jax.random.bernoulli(jax.random.fold_in(key, first + c), keep, x.shape[:-1] + (per,))
-             for c in range(columns)]
+    batch = x.shape[0]
+    shards = 1 if data_axis is None else jax.lax.axis_size(data_axis)
+    shape = (batch * shards,) + x.shape[1:-1] + (per,)
+
+    # One mask per column, keyed by the column's global index, drawn for the GLOBAL batch (this
+    # shard keeps its own rows): the masks do not depend on how columns or examples are spread
+    # over devices, so every mesh computes the same numbers.
+    def mask_of(c):
+      mask = jax.random.bernoulli(jax.random.fold_in(key, first + c), keep, shape)
+      if data_axis is None:
+        return mask
+      return jax.lax.dynamic_slice_in_dim(mask, jax.lax.axis_index(data_axis) * batch, batch)
+
+    masks = [mask_of(c) for c in range(columns)]
     mask = jnp.concatenate(masks, axis=-1) if columns > 1 else masks[0]
     x = jnp.where(mask, x, jnp.zeros((), x.dtype))
     return x / keep if self.cfg.dropout_mode == 'inverted' else x
 
   def __call__(self, images: jax.Array, *, train: bool = False,
                dropout_key: jax.Array | None = None, column_axis: str | None = None,
+               data_axis: str | None = None,
                capture: dict[str, Any] | None = None) -> jax.Array:
     """Logits [batch, num_classes] (float32) for NHWC `images`.
 
     train: dropout masks (with `dropout_key`) rather than the test-time scaling.
     column_axis: the mesh axis that holds the columns, when called inside `jax.shard_map`.
+    data_axis: the mesh axis the batch is split over, inside `jax.shard_map`; only dropout needs
+      it (its masks are drawn for the global batch, so they do not depend on the split).
     capture: if given, receives each layer's output by name ('conv1', 'pool1', ..., 'fc8'),
       for the summary.
     """
     cfg = self.cfg
     dtype = jnp.dtype(cfg.dtype)
 
-    def gather(x):  # every column's channels, in column order
+    def gather(x, to='varying'):  # every column's channels, in column order
       if column_axis is None:
         return x
-      return jax.lax.all_gather(x, column_axis, axis=x.ndim - 1, tiled=True)
+      return jax.lax.all_gather(x, column_axis, axis=x.ndim - 1, tiled=True, to=to)
 
     x = images.astype(dtype)
     for layer in self.conv_layers:
@@ -354,10 +367,13 @@ class AlexNet(nnx.Module):
       if layer.name != self.dense_layers[-1].name:
         x = self._activation(x)
       if layer.dropout:
-        x = self._dropout(x, index, columns, train, dropout_key, column_axis)
+        x = self._dropout(x, index, columns, train, dropout_key, column_axis, data_axis)
       if capture is not None:
         capture[layer.name] = x
-    x = gather(x)  # fc8's outputs are split between the columns: the softmax needs them all
+    # fc8's outputs are split between the columns: the softmax needs them all. Gathered as
+    # 'invarying' (the same logits on both devices), so the backward pass needs no exchange here:
+    # each column takes its own slice of the logits' gradient.
+    x = gather(x, to='invarying')
     return x.astype(jnp.float32)
 
 

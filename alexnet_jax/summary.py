@@ -43,6 +43,7 @@ def column_exchanges(cfg, batch_size: int, data_parallel: int = 1) -> list[Excha
 
   Forward: at each input that sees both columns, every device sends its column's activations
   (an all-gather of two halves). Backward: the transpose (a reduce-scatter) sends as much again.
+  The logits (fc8's outputs, split between the columns) are gathered forward only.
   `batch_size` is the global batch; each model-parallel pair sees batch_size / data_parallel.
   Computed from shapes; the collective count is checked against compiled HLO in the tests.
   """
@@ -68,9 +69,11 @@ def column_exchanges(cfg, batch_size: int, data_parallel: int = 1) -> list[Excha
       total *= dim
     per_column = total // 2
     exchanges.append(Exchange(name, per_column, 2 * per_column * local_batch * itemsize))
+  # The logits are gathered forward only: both devices then hold the same logits, and each
+  # column's share of their gradient is simply its own slice (no exchange backward).
   logits_per_column = cfg.num_classes // 2
   exchanges.append(Exchange('logits', logits_per_column,
-                            2 * logits_per_column * local_batch * itemsize))
+                            logits_per_column * local_batch * itemsize))
   return exchanges
 
 
@@ -93,7 +96,8 @@ def summarize(cfg, batch_size: int, data_parallel: int = 1) -> str:
     head.append('')
     head.append(f'Column exchanges with the two columns on two devices, global batch '
                  f'{batch_size}, {data_parallel} data-parallel replica(s) '
-                 f'({jnp.dtype(cfg.dtype).name}; forward all-gather + backward reduce-scatter):')
+                 f'({jnp.dtype(cfg.dtype).name}; forward all-gather + backward reduce-scatter, logits '
+                 'forward only):')
     for e in exchanges:
       head.append(f'  input of {e.layer:<7} {e.per_example:>8,} values/example/column  '
                    f'{_fmt_bytes(e.bytes_per_step):>12} sent per device per step'

@@ -46,13 +46,13 @@ def test_unknown_key_fails_clearly():
 
 def test_exchanged_bytes_by_hand():
   # Paper net, batch 128, float32: each device sends its column's half of the input of conv3
-  # (13*13*128), fc6 (6*6*128), fc7 (2048) and fc8 (2048), and its 500 logits, once forward
-  # and once backward.
-  per_example = 13 * 13 * 128 + 6 * 6 * 128 + 2048 + 2048 + 500
+  # (13*13*128), fc6 (6*6*128), fc7 (2048) and fc8 (2048) once forward and once backward, and
+  # its 500 logits forward only (each column's logit gradient is its own slice).
+  per_example = 2 * (13 * 13 * 128 + 6 * 6 * 128 + 2048 + 2048) + 500
   exchanges = summary.column_exchanges(get_config().model, batch_size=128)
   assert [e.layer for e in exchanges] == ['conv3', 'fc6', 'fc7', 'fc8', 'logits']
-  assert sum(e.bytes_per_step for e in exchanges) == 2 * 4 * 128 * per_example
+  assert sum(e.bytes_per_step for e in exchanges) == 4 * 128 * per_example
   # Data parallelism halves each pair's batch, and so the bytes.
   halved = summary.column_exchanges(get_config().model, batch_size=128, data_parallel=2)
-  assert sum(e.bytes_per_step for e in halved) == 4 * 128 * per_example
+  assert sum(e.bytes_per_step for e in halved) == 4 * 64 * per_example
   assert summary.column_exchanges(get_config('one_column').model, batch_size=128) == []

@@ -140,9 +140,10 @@ def _to_global(mesh, batch):
 def run_evaluation(config, setup: Setup, eval_step, params, views: int) -> dict:
   from alexnet_jax.data import pipeline
   batch_size = config.eval.batch_size or config.batch_size
+  shard = parallel.data_shard(setup.mesh, batch_size)
   batches = pipeline.eval_iterator(
       config.data, image_size=config.model.input_size, global_batch_size=batch_size,
-      views=views, process_index=jax.process_index(), process_count=jax.process_count())
+      views=views, process_index=shard.index, process_count=shard.count)
   result = evaluate_lib.evaluate(eval_step, params, batches,
                                  lambda b: _to_global(setup.mesh, b))
   if result['count'] != setup.info.num_eval:
@@ -178,10 +179,11 @@ def train_and_evaluate(config, workdir: str, argv: list[str]) -> dict:
   eval_step = evaluate_lib.make_eval_step(logits_fn)
   eval_every = config.eval.every_steps or int(round(config.eval.every_epochs
                                                     * setup.steps_per_epoch))
+  shard = parallel.data_shard(setup.mesh, config.batch_size)
   batches = pipeline.train_iterator(
       config.data, image_size=config.model.input_size, global_batch_size=config.batch_size,
-      seed=config.seed, start_step=start, process_index=jax.process_index(),
-      process_count=jax.process_count())
+      seed=config.seed, start_step=start, process_index=shard.index,
+      process_count=shard.count)
 
   def save(step, metrics=None, force=False):
     ckpt.save(step, state, {'step': step, 'schedule': schedule.state.to_dict()},
@@ -203,7 +205,7 @@ def train_and_evaluate(config, workdir: str, argv: list[str]) -> dict:
           f'({ckpt.steps()[-1] if ckpt.steps() else "none"}) is kept; lower the learning rate '
           'or check the data.')
     window['loss'] += loss
-    window['top1'] += float(metrics['correct'])
+    window['top1'] += float(metrics['top1'])
     window['count'] += 1
     return loss
 

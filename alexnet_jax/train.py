@@ -209,19 +209,27 @@ def train_and_evaluate(config, workdir: str, argv: list[str]) -> dict:
     window['count'] += 1
     return loss
 
+  def settle():  # checks the step in flight (its loss is fetched, so this waits for it)
+    nonlocal pending
+    if pending is not None:
+      check(pending)
+      pending = None
+
   with _Preemption() as preemption:
     while step < setup.total_steps:
       batch = _to_global(setup.mesh, next(batches))
       lr = schedule(step)
       state, metrics = train_step(state, batch, jnp.float32(lr), jnp.int32(step))
-      if pending is not None:
-        check(pending)
+      settle()
       pending = (step, metrics)
+      if step == start:  # the first step compiles: time the windows from its end
+        settle()
+        window['time'] = time.time()
+        window['images'] = -config.batch_size
       step += 1
       window['images'] += config.batch_size
       if step % config.log_every_steps == 0 or step == setup.total_steps:
-        check(pending)
-        pending = None
+        settle()
         elapsed = time.time() - window['time']
         row = {'epoch': step / setup.steps_per_epoch, 'loss': window['loss'] / window['count'],
                'learning_rate': lr,
@@ -234,9 +242,7 @@ def train_and_evaluate(config, workdir: str, argv: list[str]) -> dict:
         window.update(loss=0.0, top1=0.0, count=0, images=0, time=time.time())
       evaluated = False
       if eval_every and step % eval_every == 0 and step < setup.total_steps:
-        if pending is not None:
-          check(pending)
-          pending = None
+        settle()
         last_eval = run_evaluation(config, setup, eval_step, state['params'],
                                    config.eval.views)
         evaluated = True
@@ -249,9 +255,9 @@ def train_and_evaluate(config, workdir: str, argv: list[str]) -> dict:
                           'wall_time': time.time()})
         progress.note(f"step {step}: validation top-1 error {last_eval['top1_error']:.2f}%, "
                       f"top-5 {last_eval['top5_error']:.2f}%")
+        window['time'] = time.time()  # images/s counts training only
       if preemption.requested:
-        if pending is not None:
-          check(pending)
+        settle()
         save(step, force=True)
         ckpt.close()
         record.close()
@@ -259,12 +265,9 @@ def train_and_evaluate(config, workdir: str, argv: list[str]) -> dict:
               flush=True)
         sys.exit(143)
       if step % config.checkpoint.every_steps == 0 and step < setup.total_steps:
-        if pending is not None:
-          check(pending)
-          pending = None
+        settle()
         save(step, {'val_error': last_eval['top1_error']} if evaluated else None)
-    if pending is not None:
-      check(pending)
+    settle()
   progress.close()
 
   final = {}

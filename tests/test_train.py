@@ -1,0 +1,184 @@
+"""End to end: main.py trains, evaluates, records and resumes exactly, on a tiny built-in dataset.
+
+Every run is a real `python main.py` process on 4 simulated CPU devices (mesh (2, 2): the two
+columns on two devices, two data-parallel replicas), reading the miniature ImageNet through the
+real imagenet2012 TFDS builder.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+STEPS = 12
+
+
+@pytest.fixture(scope='module')
+def tiny_data(tmp_path_factory):
+  """The built-in dataset at 6 images per class (60 train+val images), made once."""
+  return str(tmp_path_factory.mktemp('mini'))
+
+
+def _args(data_dir, workdir, *extra):
+  return [sys.executable, 'main.py', '--config=configs/alexnet.py:quickstart',
+          f'--workdir={workdir}', f'--config.data.data_dir={data_dir}',
+          '--config.data.mini.images_per_class=6', '--config.data.resize_size=72',
+          '--config.model.input_size=67', '--config.model.width=0.125',
+          '--config.batch_size=8', f'--config.num_steps={STEPS}', '--config.log_every_steps=1',
+          '--config.eval.every_steps=6', '--config.eval.batch_size=8',
+          '--config.eval.final_views=(1,10)', '--config.checkpoint.every_steps=4',
+          '--config.schedule.name=constant', '--config.data.shuffle_buffer=16',
+          '--config.progress=lines', *extra]
+
+
+def _env(**extra):
+  env = dict(os.environ)
+  env['XLA_FLAGS'] = '--xla_force_host_platform_device_count=4'
+  env['TF_CPP_MIN_LOG_LEVEL'] = '2'
+  env.update(extra)
+  return env
+
+
+def _run(args, env=None, timeout=600):
+  result = subprocess.run(args, cwd=ROOT, env=env or _env(), capture_output=True, text=True,
+                          timeout=timeout)
+  return result
+
+
+def _rows(workdir):
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+def _losses(workdir):
+  return {r['step']: r['loss'] for r in _rows(workdir) if 'loss' in r}
+
+
+@pytest.fixture(scope='module')
+def reference_run(tiny_data, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('reference'))
+  result = _run(_args(tiny_data, workdir))
+  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+  return workdir, result.stdout
+
+
+def test_trains_and_records(reference_run):
+  workdir, stdout = reference_run
+  rows = _rows(workdir)
+  train_rows = [r for r in rows if 'loss' in r]
+  assert [r['step'] for r in train_rows] == list(range(1, STEPS + 1))
+  for key in ('epoch', 'loss', 'learning_rate', 'train_top1_error', 'images_per_sec',
+              'wall_time'):
+    assert key in train_rows[-1], key
+  evals = [r for r in rows if 'val_top1_error' in r]
+  assert [r['step'] for r in evals] == [6, STEPS]
+  assert 'val_top1_error_10view' in evals[-1] and 'val_top5_error_10view' in evals[-1]
+  config = json.load(open(os.path.join(workdir, 'config.json')))
+  assert config['model']['width'] == 0.125 and config['num_steps'] == STEPS
+  run = json.load(open(os.path.join(workdir, 'run.json')))[0]
+  assert '--config.model.width=0.125' in run['argv'] and 'commit' in run and 'dirty' in run
+  assert any(f.startswith('events.out') for f in os.listdir(workdir))
+  assert 'step 12/12' in stdout and 'img/s' in stdout
+
+
+def test_evaluation_counts_every_example_once(reference_run):
+  workdir, stdout = reference_run
+  # 10 classes x 6 images; the eval split is train[90%:] = 6 examples, batch 8 over 2 replicas:
+  # one padded batch. Both view counts see each example once.
+  assert 'Final validation (1 view, 6 examples)' in stdout
+  assert 'Final validation (10 views, 6 examples)' in stdout
+
+
+def test_eval_mode_evaluates_the_checkpoint(reference_run, tiny_data):
+  workdir, stdout = reference_run
+  result = _run(_args(tiny_data, workdir, '--mode=eval'))
+  assert result.returncode == 0, result.stderr[-3000:]
+  final = [r for r in _rows(workdir) if 'val_top1_error' in r][-1]
+  assert f'step {STEPS}, 1 view(s), 6 examples: top-1 error {final["val_top1_error"]:.2f}%' in (
+      result.stdout)
+
+
+def _wait_for_step(workdir, step, process, timeout=300):
+  deadline = time.time() + timeout
+  path = os.path.join(workdir, 'metrics.jsonl')
+  while time.time() < deadline:
+    if process.poll() is not None:
+      raise AssertionError('the run ended before it could be killed')
+    if os.path.exists(path) and any(r.get('step', 0) >= step and 'loss' in r
+                                    for r in _rows(workdir)):
+      return
+    time.sleep(0.05)
+  raise AssertionError(f'step {step} never came')
+
+
+def test_resume_after_kill_is_exact(reference_run, tiny_data, tmp_path):
+  reference, _ = reference_run
+  workdir = str(tmp_path / 'killed')
+  process = subprocess.Popen(_args(tiny_data, workdir), cwd=ROOT, env=_env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  _wait_for_step(workdir, 7, process)
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  result = _run(_args(tiny_data, workdir))
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'Resumed from step' in result.stdout
+  assert _losses(workdir) == _losses(reference)
+
+
+def test_resume_after_kill_during_save_is_exact(reference_run, tiny_data, tmp_path):
+  reference, _ = reference_run
+  workdir = str(tmp_path / 'killed_saving')
+  killed = _run(_args(tiny_data, workdir), env=_env(ALEXNET_JAX_KILL_DURING_SAVE='8'))
+  assert killed.returncode == -signal.SIGKILL
+  result = _run(_args(tiny_data, workdir))
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'Resumed from step 4' in result.stdout or 'Resumed from step 8' in result.stdout
+  assert _losses(workdir) == _losses(reference)
+
+
+def test_sigterm_saves_then_resumes(reference_run, tiny_data, tmp_path):
+  reference, _ = reference_run
+  workdir = str(tmp_path / 'preempted')
+  process = subprocess.Popen(_args(tiny_data, workdir), cwd=ROOT, env=_env(),
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+  _wait_for_step(workdir, 5, process)
+  process.send_signal(signal.SIGTERM)
+  out, _ = process.communicate(timeout=300)
+  assert process.returncode == 143 and 'SIGTERM: saved step' in out
+  result = _run(_args(tiny_data, workdir))
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert _losses(workdir) == _losses(reference)
+
+
+def test_nan_loss_stops_with_the_step(tiny_data, tmp_path):
+  workdir = str(tmp_path / 'nan')
+  result = _run(_args(tiny_data, workdir, '--config.optimizer.learning_rate=1e12'))
+  assert result.returncode != 0
+  assert 'Loss is nan at step' in result.stderr or 'Loss is inf at step' in result.stderr
+
+
+def test_bfloat16_loss_stays_close(reference_run, tiny_data, tmp_path):
+  reference, _ = reference_run
+  workdir = str(tmp_path / 'bf16')
+  result = _run(_args(tiny_data, workdir, '--config.model.dtype=bfloat16',
+                      '--config.num_steps=4', '--config.eval.final_views=(1,)'))
+  assert result.returncode == 0, result.stderr[-3000:]
+  ref, got = _losses(reference), _losses(workdir)
+  for step in range(1, 5):
+    assert abs(got[step] - ref[step]) < 0.02 * abs(ref[step]), (step, got[step], ref[step])
+
+
+def test_bad_layouts_and_workdirs_fail_before_compiling(tiny_data, tmp_path):
+  cases = [
+      (['--config.mesh.model=2', '--config.model.columns=1'], 'mesh.model=2'),
+      (['--config.batch_size=7'], 'batch'),
+  ]
+  for extra, message in cases:
+    result = _run(_args(tiny_data, str(tmp_path / 'layout'), *extra), timeout=120)
+    assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
+    assert 'Traceback' not in result.stderr

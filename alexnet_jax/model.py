@@ -356,11 +356,15 @@ class AlexNet(nnx.Module):
           x = self._pool(x)
       if capture is not None and layer.pool:
         capture['pool' + layer.name[-1]] = x
+    # fc6 sees both columns: gather pool5's channels BEFORE flattening, so that its input is
+    # ordered (h, w, every column's channels) on every mesh, as on one device.
+    x = gather(x)
     x = x.reshape(x.shape[0], -1)
     for index, layer in enumerate(self.dense_layers):
       module = getattr(self, layer.name)
       columns = module.kernel.shape[0]
-      x = gather(x)
+      if index:
+        x = gather(x)
       kernel = module.kernel[...].astype(dtype)
       y = jnp.einsum('bi,cio->bco', x, kernel) + module.bias[...].astype(dtype)
       x = y.reshape(y.shape[0], -1)

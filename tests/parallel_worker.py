@@ -31,12 +31,12 @@ def main(process_id: int, port: int) -> None:
   from configs.alexnet import get_config
 
   cfg = get_config('quickstart').model
-  cfg.width, cfg.input_size, cfg.num_classes, cfg.dropout = 0.125, 67, 10, 0.5
+  cfg.width, cfg.input_size, cfg.num_classes, cfg.dropout = 0.125, 112, 10, 0.5
   graphdef, params, _ = nnx.split(model_lib.create_model(cfg, seed=0), nnx.Param, ...)
   mesh = parallel.make_mesh(ml_collections.ConfigDict({'data': -1, 'model': 2}), cfg)
   shard = parallel.data_shard(mesh, 8)
   rng = np.random.default_rng(0)
-  images = rng.normal(size=(8, 67, 67, 3)).astype(np.float32)
+  images = rng.normal(size=(8, 112, 112, 3)).astype(np.float32)
   labels = rng.integers(0, 10, 8).astype(np.int32)
   rows = slice(shard.index * shard.batch_size, (shard.index + 1) * shard.batch_size)
   batch = parallel.global_batch(mesh, {'image': images[rows], 'label': labels[rows]})

@@ -1,8 +1,9 @@
 """Two columns on two devices: same numbers on every mesh, shardings, communication, checkpoints.
 
-Runs on 4 simulated CPU devices (conftest.py). The net is an eighth-width paper net on 67-pixel
-inputs (feature maps 15 -> 7 -> 3 -> 3 -> 3 -> 1), batch 8: small enough to compile in seconds,
-with every layer and every exchange of the paper's net present.
+Runs on 4 simulated CPU devices (conftest.py). The net is an eighth-width paper net on 112-pixel
+inputs (feature maps 27 -> 13 -> 6 -> 6 -> 6 -> 2 after pooling), batch 8: small enough to
+compile in seconds, with every layer and every exchange of the paper's net present. pool5 must
+be larger than 1x1, or a wrong flattening order at fc6's input would go unnoticed.
 """
 
 import re
@@ -23,13 +24,14 @@ from alexnet_jax import summary
 from configs.alexnet import get_config
 
 BATCH = 8
+SIZE = 112
 MESHES = [(1, 1), (1, 2), (2, 1), (2, 2)]
 
 
 def _model_config(**overrides):
   cfg = get_config('quickstart').model  # He init: activations stay alive at small width
   cfg.width = 0.125
-  cfg.input_size = 67
+  cfg.input_size = SIZE
   cfg.num_classes = 10
   cfg.dropout = 0.5
   for key, value in overrides.items():
@@ -49,7 +51,7 @@ def setup():
   graphdef, params, rest = nnx.split(model, nnx.Param, ...)
   assert not jax.tree.leaves(rest)
   rng = np.random.default_rng(0)
-  batch = {'image': rng.normal(size=(BATCH, 67, 67, 3)).astype(np.float32),
+  batch = {'image': rng.normal(size=(BATCH, SIZE, SIZE, 3)).astype(np.float32),
            'label': rng.integers(0, 10, BATCH).astype(np.int32)}
   return cfg, graphdef, params, batch
 
@@ -244,12 +246,14 @@ def _compiled_train_step(graphdef, params, batch, cfg, mesh):
 def test_train_step_exchanges_only_what_the_split_needs(setup):
   """Collectives in the compiled (2, 2) train step, counted by kind, mesh axis and phase.
 
-  Expected, from the paper's structure (local batch 4, per column: conv2 16 maps of 3x3 after
-  pooling, conv5 16 maps of 1x1 after pooling, fc6/fc7 256 units, fc8 5 logits):
-  forward, over 'model': all-gathers of the inputs of conv3 [4,3,3,32], fc6 [4,32], fc7 [4,512],
-  fc8 [4,512] and of the logits [4,10]; over 'data': one all-reduce (loss and metric sums).
-  backward, over 'model': the transposes of the four hidden gathers, reduce-scatters [4,3,3,16],
-  [4,16], [4,256], [4,256] (the logits need none: each column takes its slice of their gradient);
+  Expected, from the paper's structure (local batch 4, per column: conv2 16 maps of 6x6 after
+  pooling, conv5 16 maps of 2x2 after pooling, fc6/fc7 256 units, fc8 5 logits):
+  forward, over 'model': all-gathers of the inputs of conv3 [4,6,6,32], fc6 [4,2,2,32] (before
+  flattening), fc7 [4,512], fc8 [4,512] and of the logits [4,10]; over 'data': one all-reduce
+  (loss and metric sums).
+  backward, over 'model': the transposes of the four hidden gathers, reduce-scatters [4,6,6,16],
+  [4,2,2,16], [4,256], [4,256] (the logits need none: each column takes its slice of their
+  gradient);
   over 'data': the gradient average, one all-reduce per parameter (16).
   XLA:CPU's all-reduce combiner merges the 16 gradient all-reduces into one tuple-shaped
   all-reduce; counting operands rather than instructions makes the count independent of that.
@@ -265,10 +269,10 @@ def test_train_step_exchanges_only_what_the_split_needs(setup):
       ('all-reduce', 'data', 'backward'): 16,
   }
   gathered = sorted(s for op, _, _, shapes, _ in found if op == 'all-gather' for s in shapes)
-  assert gathered == sorted([(4, 3, 3, 32), (4, 32), (4, 512), (4, 512), (4, 10)])
+  assert gathered == sorted([(4, 6, 6, 32), (4, 2, 2, 32), (4, 512), (4, 512), (4, 10)])
   scattered = sorted(s for op, _, _, shapes, _ in found if op == 'reduce-scatter'
                      for s in shapes)
-  assert scattered == sorted([(4, 3, 3, 16), (4, 16), (4, 256), (4, 256)])
+  assert scattered == sorted([(4, 6, 6, 16), (4, 2, 2, 16), (4, 256), (4, 256)])
   # No parameter is ever gathered: every gathered tensor is an activation of the local batch.
   param_shapes = {x.shape for x in jax.tree.leaves(params)} | {
       (1,) + x.shape[1:] for x in jax.tree.leaves(params)}

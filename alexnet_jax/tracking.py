@@ -28,6 +28,10 @@ class WorkdirError(RuntimeError):
   pass
 
 
+# Config fields that do not change a run's results, so a workdir may resume under new values.
+NOT_COMPARED = ('allow_config_change:', 'mesh.', 'progress:')
+
+
 def git_state() -> dict:
   """Commit and dirtiness of the code that runs (None where it is not a git checkout)."""
   def git(*args):
@@ -79,7 +83,8 @@ class Workdir:
     if os.path.exists(config_path):
       with open(config_path) as f:
         old = json.load(f)
-      changes = [c for c in _diff(old, new) if not c.startswith('allow_config_change:')]
+      # The device layout may change between restarts (checkpoints move between meshes).
+      changes = [c for c in _diff(old, new) if not c.startswith(NOT_COMPARED)]
       if changes and not config.allow_config_change:
         raise WorkdirError(
             f'{self.path} holds a run of a different config:\n  ' + '\n  '.join(changes[:20])

@@ -182,3 +182,47 @@ def test_bad_layouts_and_workdirs_fail_before_compiling(tiny_data, tmp_path):
     result = _run(_args(tiny_data, str(tmp_path / 'layout'), *extra), timeout=120)
     assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
     assert 'Traceback' not in result.stderr
+
+
+def test_checkpoint_moves_between_meshes_and_training_continues(reference_run, tiny_data,
+                                                                tmp_path):
+  """Steps 1-6 on one device (mesh (1, 1)), steps 7-12 resumed on mesh (2, 2): the same losses
+  as the (2, 2) run throughout (to float32 reduction-order noise)."""
+  reference, _ = reference_run
+  workdir = str(tmp_path / 'moved')
+  first = _run(_args(tiny_data, workdir, '--config.mesh.model=1', '--config.mesh.data=1',
+                     '--config.num_steps=6', '--config.eval.final_views=(1,)'))
+  assert first.returncode == 0, first.stderr[-3000:]
+  # Continue the same run to the full length on the (2, 2) mesh.
+  second = _run(_args(tiny_data, workdir, '--config.allow_config_change=True'))
+  assert second.returncode == 0, second.stderr[-3000:]
+  assert 'Resumed from step 6' in second.stdout
+  ref, got = _losses(reference), _losses(workdir)
+  assert sorted(got) == sorted(ref)
+  for step in ref:
+    assert abs(got[step] - ref[step]) <= 1e-5 * abs(ref[step]), (step, got[step], ref[step])
+
+
+def test_two_processes_train_like_one(reference_run, tiny_data, tmp_path):
+  """Two processes of 2 CPU devices each (localhost coordinator) = one process of 4 devices."""
+  import socket
+  reference, _ = reference_run
+  with socket.socket() as s:
+    s.bind(('localhost', 0))
+    port = s.getsockname()[1]
+  workdir = str(tmp_path / 'two_processes')
+  env = _env(XLA_FLAGS='--xla_force_host_platform_device_count=2')
+  procs = [subprocess.Popen(
+      _args(tiny_data, workdir, f'--coordinator_address=localhost:{port}', '--num_processes=2',
+            f'--process_id={i}', '--config.eval.final_views=(1,)'),
+      cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           for i in range(2)]
+  outputs = [p.communicate(timeout=600) for p in procs]
+  for p, (out, err) in zip(procs, outputs):
+    assert p.returncode == 0, err[-3000:]
+  assert 'Final validation (1 view, 6 examples)' in outputs[0][0]
+  assert 'step 12/12' in outputs[0][0] and 'step 12/12' not in outputs[1][0]  # process 0 logs
+  ref, got = _losses(reference), _losses(workdir)
+  assert sorted(got) == sorted(ref)
+  for step in ref:
+    assert abs(got[step] - ref[step]) <= 1e-5 * abs(ref[step]), (step, got[step], ref[step])

@@ -186,6 +186,11 @@ def _open(data_config) -> _Opened:
   if key in _OPENED:
     return _OPENED[key]
   splits = [data_config.train_split, data_config.eval_split]
+  if data_config.dataset == 'mini_imagenet' and any('validation' in s for s in splits):
+    raise DatasetError(
+        "mini_imagenet's 'validation' split is a placeholder (the builder labels val files by "
+        "position against ImageNet's 1000 classes): use train slices, e.g. "
+        "data.train_split='train[:90%]', data.eval_split='train[90%:]' (docs/data.md).")
   source = _open_source(data_config, splits)
   train = _segments(data_config, source, data_config.train_split, 'train')
   evaluation = _segments(data_config, source, data_config.eval_split, 'eval')

@@ -76,7 +76,62 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
   # ---------------------------------------------------------------- data
   d = config.data = ml_collections.ConfigDict()
+  # 'imagenet2012': ILSVRC-2012 from the manual download (docs/data.md says where the tars go).
+  # 'mini_imagenet': the built-in miniature ImageNet, made offline by the same builder.
+  # 'imagenette': the 10-class ImageNet subset TFDS downloads. 'image_folder': `folder` below.
   d.dataset = 'imagenet2012'
+  d.tfds_name = ''         # TFDS builder; '' = the dataset's own ('imagenette/full-size-v2', ...)
+  d.data_dir = ''          # TFDS data dir; '' = TFDS's default (~/tensorflow_datasets)
+  d.manual_dir = ''        # where ILSVRC2012_img_*.tar are; '' = <data_dir>/downloads/manual
+  d.folder = ''            # image_folder: <folder>/<split>/<class>/<image>
+  d.train_split = 'train'  # TFDS split spec; slices work ('train[:90%]')
+  d.eval_split = 'validation'
+  # Images: shorter side to resize_size, then the central resize_size square (paper: 256). The
+  # crop size is the model's input_size (224; 227 Caffe-style).
+  d.resize_size = 256
+  d.resize_method = 'bilinear'  # tf.image.resize method
+  d.antialias = True       # low-pass before downscaling (tf.image.resize antialias)
+  d.train_crop = 'random'  # 'random': the paper's random crop; 'center': no translation
+  d.mirror = True          # random horizontal mirror in training (paper)
+  # Decode only the JPEG window a training crop needs (tf.image.decode_and_crop_jpeg), then
+  # resize it; equals resize-then-crop up to interpolation at the edges. False: decode the central
+  # square, resize it to resize_size, crop from that.
+  d.fused_decode_crop = True
+  # Mean subtraction: 'image' = the per-pixel mean image of the training split (paper), its
+  # central crop for every crop and view (the original code); 'channel' = per-channel means;
+  # 'none'. 'image' needs the stats file (python -m alexnet_jax.data.stats).
+  d.mean = 'image'
+  # RGB 0-255 means for mean='channel'; the paper's ImageNet values. None: the stats file's.
+  d.channel_mean = (127.30, 119.72, 104.91)
+  d.stats_dir = ''         # where stats files live; '' = <data_dir>/alexnet_jax_stats
+  d.stats_max_examples = 0  # examples the stats command reads (0: the whole training split)
+  # PCA colour noise: 'code' = the original code's ImageNet PCA (paper); 'fb_resnet' = the
+  # fb.resnet.torch constants (0-1 scale variances, about 2x weaker); 'stats' = the PCA in this
+  # dataset's stats file; 'none'.
+  d.pca_noise = 'code'
+  d.pca_std = 0.1          # std of the per-image, per-component noise coefficients (paper)
+  d.input_scale = 1.0      # images are (0-255 RGB - mean) * input_scale; small nets like ~1/60
+  # JPEG that ends early: keep the decoded part (the rest is grey) rather than stop the run.
+  d.truncated_jpeg_fraction = 0.0  # least fraction of lines that must decode (0: any)
+  # Training order: each process's share of the split is cut into chunks of chunk_size examples
+  # (positions in the TFDS files, so a resumed run seeks there instead of reading an epoch);
+  # every epoch shuffles the chunk order, reads window_chunks chunks interleaved and shuffles
+  # them with a buffer of shuffle_buffer encoded images (memory: ~110 KB each for ImageNet).
+  d.chunk_size = 1024
+  d.window_chunks = 16
+  d.shuffle_buffer = 8192
+  d.cache = 'none'         # 'memory': keep this process's encoded split in RAM (small datasets)
+  d.threads = 0            # tf.data private thread pool size; 0 = TensorFlow's default
+  d.parallel_calls = -1    # parallel decodes per process; -1 = autotune
+  d.prefetch = 4           # batches prepared ahead
+  # The built-in miniature ImageNet (dataset='mini_imagenet').
+  d.mini = ml_collections.ConfigDict()
+  d.mini.num_classes = 10  # the first N synsets of TFDS's ImageNet labels: labels 0..N-1
+  d.mini.images_per_class = 300
+  d.mini.min_side = 80     # image sides are uniform in [min_side, max_side] pixels
+  d.mini.max_side = 220
+  d.mini.jpeg_quality = 90
+  d.mini.seed = 0
 
   # ---------------------------------------------------------------- parallelism
   p = config.mesh = ml_collections.ConfigDict()
@@ -157,5 +212,15 @@ def _quickstart(config: ml_collections.ConfigDict) -> None:
   m.input_size = 112
   m.init = 'he'
   m.bias_init = 0.0
-  config.data.dataset = 'mini_imagenet'
+  d = config.data
+  d.dataset = 'mini_imagenet'
+  d.data_dir = '~/.cache/alexnet_jax/mini_imagenet'
+  # The builder labels val-tar files by position against the 1000-synset labels file, so a
+  # 10-class validation set is a held-out slice of train (docs/data.md).
+  d.train_split = 'train[:90%]'
+  d.eval_split = 'train[90%:]'
+  d.resize_size = 128      # half the paper's 256, for the 112-pixel crops
+  d.cache = 'memory'       # ~30 MB of JPEGs
+  d.shuffle_buffer = 4096
+  d.input_scale = 1 / 60   # He-init layers expect inputs of unit scale; 0-255 minus mean has std ~60
   config.batch_size = 64

@@ -13,3 +13,62 @@ os.environ.setdefault('CUDA_VISIBLE_DEVICES', '')
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
   sys.path.insert(0, ROOT)
+
+import numpy as np
+import pytest
+
+from tests.data_testlib import DATA_SYNSETS, data_bad_images, data_config, data_encode, data_random_image  # noqa: E402
+
+
+@pytest.fixture(scope='session')
+def data_fake_imagenet(tmp_path_factory):
+  """A tiny ILSVRC-2012 in the exact real layout, prepared by TFDS's imagenet2012 builder.
+
+  Train: 3 synsets x 7 images (sizes 60-200 px), one of each bad kind among them; val: 5 images.
+  Returns a data config pointing at it (mean and PCA that need no stats file).
+  """
+  import tensorflow_datasets as tfds
+  from alexnet_jax.data import ilsvrc_archive
+
+  root = tmp_path_factory.mktemp('fake_imagenet')
+  manual = root / 'manual'
+  rng = np.random.default_rng(0)
+  bad = list(data_bad_images(rng).values())
+  images = {}
+  for s, synset in enumerate(DATA_SYNSETS):
+    files = []
+    for i in range(7):
+      h, w = rng.integers(60, 201, size=2)
+      data = data_encode(data_random_image(rng, h, w), quality=90)
+      if s == 0 and i < len(bad):
+        data = bad[i]
+      files.append((f'{synset}_{i}.JPEG', data))
+    images[synset] = files
+  ilsvrc_archive.write_train_tar(str(manual / ilsvrc_archive.TRAIN_TAR), images)
+  ilsvrc_archive.write_val_tar(
+      str(manual / ilsvrc_archive.VAL_TAR),
+      [data_encode(data_random_image(rng, 100, 130)) for _ in range(5)])
+  builder = tfds.builder('imagenet2012', data_dir=str(root))
+  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+  return data_config(data_dir=str(root), manual_dir=str(manual), mean='channel', pca_noise='code',
+                     resize_size=64, chunk_size=4, window_chunks=2, shuffle_buffer=8)
+
+
+@pytest.fixture(scope='session')
+def data_folder(tmp_path_factory):
+  """An image folder: train (3 classes x 5) and val (23 images), PNG and JPEG files."""
+  root = tmp_path_factory.mktemp('folder')
+  rng = np.random.default_rng(1)
+  for split, per_class in (('train', (5, 5, 5)), ('val', (8, 8, 7))):
+    for c, n in enumerate(per_class):
+      folder = root / split / f'class_{c}'
+      folder.mkdir(parents=True)
+      for i in range(n):
+        image = data_random_image(rng, *rng.integers(40, 90, size=2))
+        if i % 2:
+          (folder / f'{i}.png').write_bytes(data_encode(image, 'PNG'))
+        else:
+          (folder / f'{i}.jpg').write_bytes(data_encode(image))
+  return data_config(dataset='image_folder', folder=str(root), train_split='train',
+                     eval_split='val', mean='channel', pca_noise='none', resize_size=32,
+                     chunk_size=4, window_chunks=2, shuffle_buffer=8)

@@ -1,0 +1,242 @@
+"""The pipeline end to end on tiny datasets: TFDS imagenet2012 layout, image folders, mock
+imagenette, the built-in mini ImageNet."""
+
+import hashlib
+import os
+import tarfile
+import time
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow_datasets as tfds  # noqa: E402
+
+from alexnet_jax.data import pipeline, stats  # noqa: E402
+from configs import alexnet  # noqa: E402
+from data_testlib import data_config, data_encode, data_random_image  # noqa: E402
+
+DatasetError = pipeline.DatasetError
+
+
+def _plain(config, **overrides):
+  """The config with every random or lossy step off: each example maps to one fixed image."""
+  config = config.copy_and_resolve_references()
+  settings = dict(train_crop='center', mirror=False, pca_noise='none', mean='none',
+                  fused_decode_crop=False)
+  for k, v in {**settings, **overrides}.items():
+    setattr(config, k, v)
+  return config
+
+
+def _digest(image):
+  return hashlib.sha1(np.round(image, 2).tobytes()).hexdigest()
+
+
+def _share_size(n, index, count):
+  return (index + 1) * n // count - index * n // count
+
+
+def test_fake_imagenet_shapes_dtypes_and_ranges(data_fake_imagenet):
+  info = pipeline.prepare(data_fake_imagenet)
+  assert (info.num_train, info.num_eval, info.num_classes) == (21, 5, 1000)
+  batch = next(pipeline.train_iterator(data_fake_imagenet, image_size=56, global_batch_size=6,
+                                       seed=0))
+  assert batch['image'].shape == (6, 56, 56, 3) and batch['image'].dtype == np.float32
+  assert batch['label'].shape == (6,) and batch['label'].dtype == np.int32
+  assert set(batch['label']) <= {0, 1, 2}
+  mean = np.array(data_fake_imagenet.channel_mean)
+  # 0-255 pixels minus the channel mean, plus colour noise of a few units.
+  assert np.all(batch['image'] > -mean - 60) and np.all(batch['image'] < 255 - mean + 60)
+  assert batch['image'].std() > 10
+  batches = list(pipeline.eval_iterator(data_fake_imagenet, image_size=56, global_batch_size=4,
+                                        views=10))
+  assert [b['image'].shape for b in batches] == [(4, 10, 56, 56, 3)] * 2
+  assert [b['mask'].tolist() for b in batches] == [[True] * 4, [True] + [False] * 3]
+  assert all(b['label'].dtype == np.int32 and b['mask'].dtype == np.bool_ for b in batches)
+
+
+def test_odd_files_of_real_imagenet_pass_preparation_and_the_pipeline(data_fake_imagenet):
+  # The fixture's train split holds a truncated JPEG, a greyscale JPEG, a CMYK JPEG and a PNG
+  # named .JPEG, none of them under the names TFDS fixes by itself.
+  config = _plain(data_fake_imagenet, eval_split='train')
+  images = [im for b in pipeline.eval_iterator(config, image_size=56, global_batch_size=7,
+                                               views=1)
+            for im, m in zip(b['image'][:, 0], b['mask']) if m]
+  assert len(images) == 21 and all(np.isfinite(im).all() for im in images)
+  it = pipeline.train_iterator(data_fake_imagenet, image_size=56, global_batch_size=7, seed=3)
+  for _ in range(9):  # three epochs
+    assert np.isfinite(next(it)['image']).all()
+  for fused in (True, False):
+    config = data_fake_imagenet.copy_and_resolve_references()
+    config.fused_decode_crop = fused
+    next(pipeline.train_iterator(config, image_size=56, global_batch_size=21, seed=0))
+
+
+def test_same_seed_and_step_give_the_same_batch_and_resuming_matches(data_fake_imagenet):
+  def run(seed, start_step=0, steps=12):
+    it = pipeline.train_iterator(data_fake_imagenet, image_size=56, global_batch_size=4,
+                                 seed=seed, start_step=start_step)
+    return [next(it) for _ in range(steps)]
+
+  uninterrupted = run(seed=5)  # 48 examples: more than two epochs of 21, many windows
+  again = run(seed=5)
+  other = run(seed=6, steps=1)
+  for a, b in zip(uninterrupted, again):
+    np.testing.assert_array_equal(a['image'], b['image'])
+    np.testing.assert_array_equal(a['label'], b['label'])
+  assert not np.array_equal(other[0]['image'], uninterrupted[0]['image'])
+  for step in (1, 5, 6, 11):
+    resumed = run(seed=5, start_step=step, steps=1)[0]
+    np.testing.assert_array_equal(resumed['image'], uninterrupted[step]['image'])
+    np.testing.assert_array_equal(resumed['label'], uninterrupted[step]['label'])
+
+
+def test_each_epoch_shows_every_example_once_in_a_new_order(data_fake_imagenet):
+  config = _plain(data_fake_imagenet)
+  it = pipeline.train_iterator(config, image_size=56, global_batch_size=21, seed=0)
+  epochs = [[_digest(im) for im in next(it)['image']] for _ in range(2)]
+  assert len(set(epochs[0])) == 21 and set(epochs[0]) == set(epochs[1])
+  assert epochs[0] != epochs[1]
+
+
+def test_processes_read_disjoint_shares_that_cover_the_split(data_fake_imagenet):
+  config = _plain(data_fake_imagenet)
+  config.eval_split = 'train'
+  everything = sorted(_digest(im) for b in pipeline.eval_iterator(
+      config, image_size=56, global_batch_size=21, views=1) for im in b['image'][:, 0])
+  shares = []
+  for index in range(3):
+    it = pipeline.train_iterator(config, image_size=56, global_batch_size=3, seed=0,
+                                 process_index=index, process_count=3)
+    n = _share_size(21, index, 3)
+    shares.append({_digest(next(it)['image'][0]) for _ in range(n)})
+    assert len(shares[-1]) == n  # one epoch of this process: each of its examples once
+  assert not (shares[0] & shares[1] or shares[0] & shares[2] or shares[1] & shares[2])
+  assert sorted(set.union(*shares)) == everything
+
+
+@pytest.mark.parametrize('process_count,global_batch_size', [(3, 6), (4, 20), (5, 5), (1, 8)])
+def test_eval_shows_every_example_exactly_once(data_folder, process_count, global_batch_size):
+  config = _plain(data_folder)  # val: 23 examples
+  single = sorted(_digest(im) for b in pipeline.eval_iterator(
+      config, image_size=24, global_batch_size=23, views=1) for im in b['image'][:, 0])
+  assert len(single) == 23
+  seen, batch_counts = [], []
+  for index in range(process_count):
+    batches = list(pipeline.eval_iterator(
+        config, image_size=24, global_batch_size=global_batch_size, views=1,
+        process_index=index, process_count=process_count))
+    batch_counts.append(len(batches))
+    for b in batches:
+      assert b['image'].shape == (global_batch_size // process_count, 1, 24, 24, 3)
+      seen += [_digest(im) for im, m in zip(b['image'][:, 0], b['mask']) if m]
+  assert len(set(batch_counts)) == 1  # the same number of batches everywhere
+  largest_share = max(_share_size(23, i, process_count) for i in range(process_count))
+  assert batch_counts[0] == -(-largest_share // (global_batch_size // process_count))
+  assert sorted(seen) == single
+
+
+def test_empty_or_missing_splits_fail_early_and_clearly(data_fake_imagenet, tmp_path):
+  config = data_fake_imagenet.copy_and_resolve_references()
+  config.eval_split = 'train[100%:]'
+  with pytest.raises(DatasetError, match='empty'):
+    pipeline.prepare(config)
+  config.eval_split = 'test'
+  with pytest.raises(DatasetError, match="'test' is not in"):
+    pipeline.prepare(config)
+  missing = data_config(data_dir=str(tmp_path / 'nothing'))
+  with pytest.raises(DatasetError, match='ILSVRC2012_img_train.tar') as error:
+    pipeline.prepare(missing)
+  assert 'python -m alexnet_jax.data.tfds_prepare' in str(error.value)
+  assert str(tmp_path / 'nothing') in str(error.value)
+
+
+def test_labels_must_fit_the_model(data_fake_imagenet, data_folder):
+  with pytest.raises(DatasetError, match='model.num_classes=1000'):
+    pipeline.prepare(data_fake_imagenet, model_num_classes=10)
+  assert pipeline.prepare(data_folder, model_num_classes=3).num_classes == 3
+
+
+def test_stats_mean_image_and_pca_and_their_use(tmp_path):
+  # Images already at the stored size (32x32 PNG): the mean image is the plain pixel mean.
+  rng = np.random.default_rng(4)
+  images = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(6)]
+  for i, image in enumerate(images):
+    folder = tmp_path / 'train' / f'c{i % 2}'
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f'{i}.png').write_bytes(data_encode(image, 'PNG'))
+  config = data_config(dataset='image_folder', folder=str(tmp_path), train_split='train',
+                       eval_split='train', resize_size=32, mean='image', pca_noise='stats',
+                       stats_dir=str(tmp_path / 'stats'))
+  with pytest.raises(DatasetError, match='python -m alexnet_jax.data.stats'):
+    pipeline.prepare(config)
+  stats.compute_and_save(config, log=lambda *_: None)
+  saved = np.load(pipeline.stats_path(config, pipeline.prepare(config).name))
+  pixels = np.stack(images).astype(np.float64)
+  np.testing.assert_allclose(saved['mean_image'], pixels.mean(0), atol=1e-3)
+  covariance = np.cov(pixels.reshape(-1, 3), rowvar=False, bias=True)
+  v = saved['pca_vectors']
+  np.testing.assert_allclose(v @ np.diag(saved['pca_std'] ** 2) @ v.T, covariance, rtol=1e-3)
+  # Mean subtraction with the mean image's central crop.
+  config.pca_noise = 'none'
+  plain = _plain(config, mean='image')
+  batch = next(pipeline.eval_iterator(plain, image_size=24, global_batch_size=6, views=1))
+  want = [im[4:28, 4:28] - pixels.mean(0)[4:28, 4:28] for im in pixels]
+  for got in batch['image'][:, 0]:
+    assert min(np.abs(got - w).max() for w in want) < 1e-3
+
+
+def test_image_folder_dataset(data_folder):
+  info = pipeline.prepare(data_folder)
+  assert (info.num_train, info.num_eval, info.num_classes) == (15, 23, 3)
+  batch = next(pipeline.train_iterator(data_folder, image_size=24, global_batch_size=15, seed=0))
+  assert batch['image'].shape == (15, 24, 24, 3)
+  assert sorted(batch['label'].tolist()) == [0] * 5 + [1] * 5 + [2] * 5  # one epoch
+
+
+def test_imagenette_through_tfds_mock_data(tmp_path):
+  config = data_config(dataset='imagenette', data_dir=str(tmp_path), train_split='train',
+                       eval_split='validation', mean='channel', resize_size=64)
+  with tfds.testing.mock_data(num_examples=7):
+    info = pipeline.prepare(config, model_num_classes=10)
+    assert (info.num_train, info.num_eval, info.num_classes) == (7, 7, 10)
+    batch = next(pipeline.train_iterator(config, image_size=56, global_batch_size=4, seed=0))
+    assert batch['image'].shape == (4, 56, 56, 3) and batch['label'].max() < 10
+    batches = list(pipeline.eval_iterator(config, image_size=56, global_batch_size=4, views=10))
+    assert sum(b['mask'].sum() for b in batches) == 7
+
+
+def test_mini_imagenet_is_made_when_missing_and_is_the_imagenet_layout(tmp_path):
+  config = alexnet.get_config('quickstart').data
+  config.data_dir = str(tmp_path / 'mini')
+  config.mini.images_per_class = 12
+  start = time.time()
+  info = pipeline.prepare(config, model_num_classes=10)
+  assert time.time() - start < 60
+  assert (info.num_train, info.num_eval, info.num_classes) == (108, 12, 10)
+  assert info.name.startswith('imagenet2012/')
+  with tarfile.open(tmp_path / 'mini' / 'downloads' / 'manual' / 'ILSVRC2012_img_train.tar') as t:
+    names = t.getnames()
+  assert names[0] == 'n01440764.tar' and len(names) == 10
+  assert os.path.exists(info.stats_file)
+  start = time.time()
+  pipeline.prepare(config)  # already made: no remaking
+  assert time.time() - start < 5
+  batch = next(pipeline.train_iterator(config, image_size=112, global_batch_size=108, seed=0))
+  assert batch['image'].shape == (108, 112, 112, 3)
+  assert sorted(set(batch['label'].tolist())) == list(range(10))
+  assert abs(batch['image'].mean()) < 0.5 and 0.3 < batch['image'].std() < 3  # input_scale 1/60
+  config.eval_split = 'validation'
+  with pytest.raises(DatasetError, match='placeholder'):
+    pipeline.prepare(config)
+
+
+def test_the_mini_classes_differ_in_colour_and_shape():
+  from alexnet_jax.data import mini_imagenet
+  rng = np.random.default_rng(0)
+  means = [np.mean([mini_imagenet.draw(c, rng, 80, 120).mean((0, 1)) for _ in range(20)], 0)
+           for c in range(10)]
+  sides = {mini_imagenet.draw(0, rng, 80, 220).shape[:2] for _ in range(20)}
+  assert len(sides) > 15  # varied sizes and aspect ratios
+  assert min(np.linalg.norm(a - b) for i, a in enumerate(means) for b in means[i + 1:]) > 3

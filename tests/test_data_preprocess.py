@@ -1,0 +1,125 @@
+"""The image ops against hand-computed expectations (PAPER.md, "Data")."""
+
+import os
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from alexnet_jax.data import preprocess  # noqa: E402
+from data_testlib import data_encode  # noqa: E402
+
+
+def _p(**kw):
+  base = dict(image_size=224, resize_size=256, resize_method='bilinear', antialias=True,
+              random_crop=True, mirror=True, fused_decode_crop=False,
+              mean=np.zeros([], np.float32), pca_scales=None, pca_vectors=None, pca_std=0.1,
+              input_scale=1.0, truncated_jpeg_fraction=0.0)
+  base.update(kw)
+  return preprocess.Preprocessing(**base)
+
+
+def _train_batch(image_bytes, p, n):
+  """n training augmentations of one image, example seeds (7, 0..n-1)."""
+  ds = tf.data.Dataset.range(n).map(
+      lambda i: preprocess.train_image(tf.constant(image_bytes), tf.stack([tf.constant(7, tf.int64), i]), p))
+  return np.stack(list(ds.as_numpy_iterator()))
+
+
+def _coordinate_image(size):
+  """R = column, G = row (0..size-1, so size <= 256), B = 50."""
+  y, x = np.mgrid[0:size, 0:size]
+  return np.stack([x, y, np.full_like(x, 50)], -1).astype(np.uint8)
+
+
+def test_random_crops_are_inside_the_image_and_mirrored_half_the_time():
+  image = _coordinate_image(256)
+  crops = _train_batch(data_encode(image, 'PNG'), _p(), 300)  # PNG: exact pixels
+  assert crops.shape == (300, 224, 224, 3) and crops.dtype == np.float32
+  offsets, mirrored = set(), 0
+  for crop in crops:
+    oy = int(crop[0, 0, 1])
+    is_mirrored = crop[0, 0, 0] > crop[0, -1, 0]
+    ox = int(crop[0, -1, 0] if is_mirrored else crop[0, 0, 0])
+    assert 0 <= oy <= 32 and 0 <= ox <= 32, 'the crop leaves the 256x256 square'
+    window = image[oy:oy + 224, ox:ox + 224].astype(np.float32)
+    np.testing.assert_array_equal(crop, window[:, ::-1] if is_mirrored else window)
+    offsets.add((oy, ox))
+    mirrored += is_mirrored
+  assert 0.5 - 0.1 < mirrored / 300 < 0.5 + 0.1  # binomial(300, 0.5): 0.1 is > 3 sigma
+  assert len(offsets) > 200  # 33 x 33 possible offsets: crops really move
+
+
+def test_fused_decode_and_crop_takes_the_window_of_the_resized_square():
+  # A 512x384 JPEG: the central 384x384 square shrinks to 192 (scale 2); R encodes x in the
+  # resized square, G encodes y. Wider than tall, so the square starts at column 64.
+  h, w, r, s = 384, 512, 192, 160
+  y, x = np.mgrid[0:h, 0:w]
+  image = np.stack([(x - 64) / 2, y / 2, np.full_like(x, 50.0)], -1)
+  image = np.clip(image, 0, 255).astype(np.uint8)
+  p = _p(image_size=s, resize_size=r, fused_decode_crop=True)
+  crops = _train_batch(data_encode(image, quality=100), p, 40)
+  for crop in crops:
+    row = crop[s // 2, :, 0]
+    if row[0] > row[-1]:  # mirrored
+      row = row[::-1]
+    ox = row[0]
+    oy = crop[0, s // 2, 1]
+    assert -1 <= ox <= r - s + 1 and -1 <= oy <= r - s + 1
+    np.testing.assert_allclose(row, ox + np.arange(s), atol=2.5)
+    np.testing.assert_allclose(crop[:, s // 2, 1], oy + np.arange(s), atol=2.5)
+
+
+@pytest.mark.parametrize('name', ['code', 'fb_resnet'])
+def test_colour_noise_covariance_matches_the_constants(name):
+  scales, vectors = preprocess.pca_constants(name, None)
+  p = _p(image_size=4, resize_size=8, random_crop=False, mirror=False, pca_scales=scales,
+         pca_vectors=vectors, pca_std=0.1)
+  grey = np.full((8, 8, 3), 128, np.uint8)
+  n = 3000
+  out = _train_batch(data_encode(grey, 'PNG'), p, n)
+  noise = out[:, 0, 0, :] - 128.0
+  assert np.allclose(out, out[:, :1, :1, :], atol=1e-4)  # one shift per image, every pixel
+  expected = vectors @ np.diag((scales * 0.1) ** 2) @ vectors.T
+  got = np.cov(noise, rowvar=False)
+  # Sampling error of a covariance from n draws: ~ sqrt(2 / n) of the largest variance.
+  assert np.abs(got - expected).max() < 0.1 * np.abs(expected).max()
+  np.testing.assert_allclose(noise.mean(0), 0, atol=0.1 * np.sqrt(expected.max()))
+  if name == 'code':  # PAPER.md: the largest component (luminance) has std 0.1 * 121.78.
+    assert abs(np.sqrt(np.linalg.eigvalsh(got)[-1]) - 12.178) < 0.8
+
+
+def test_ten_views_are_the_corners_the_centre_and_their_mirrors():
+  image = np.random.default_rng(1).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+  views = preprocess.eval_views(tf.constant(data_encode(image, 'PNG')), 10, _p()).numpy()
+  f = image.astype(np.float32)
+  five = [f[:224, :224], f[:224, 32:], f[32:, :224], f[32:, 32:], f[16:240, 16:240]]
+  expected = np.stack(five + [v[:, ::-1] for v in five])
+  assert views.shape == (10, 224, 224, 3)
+  np.testing.assert_array_equal(views, expected)
+  centre = preprocess.eval_views(tf.constant(data_encode(image, 'PNG')), 1, _p()).numpy()
+  np.testing.assert_array_equal(centre, f[None, 16:240, 16:240])
+
+
+def test_shorter_side_is_resized_and_the_central_square_kept():
+  # 100 x 300 image of three vertical bands; the central square is the middle band only.
+  image = np.zeros((100, 300, 3), np.uint8)
+  image[:, 100:200] = 200
+  square = preprocess.central_square(tf.constant(data_encode(image, 'PNG')), _p(resize_size=50))
+  np.testing.assert_allclose(square.numpy(), 200, atol=1e-3)
+  assert square.shape == (50, 50, 3)
+
+
+def test_mean_subtraction_and_input_scale():
+  image = np.random.default_rng(2).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+  mean_image = np.random.default_rng(3).uniform(0, 255, (8, 8, 3)).astype(np.float32)
+  p = _p(image_size=4, resize_size=8, random_crop=False, mirror=False,
+         mean=mean_image[2:6, 2:6], input_scale=0.5)
+  out = _train_batch(data_encode(image, 'PNG'), p, 1)[0]
+  np.testing.assert_allclose(out, (image[2:6, 2:6] - mean_image[2:6, 2:6]) * 0.5, atol=1e-4)
+  p = _p(image_size=4, resize_size=8, random_crop=False, mirror=False,
+         mean=np.array([10.0, 20.0, 30.0], np.float32))
+  out = _train_batch(data_encode(image, 'PNG'), p, 1)[0]
+  np.testing.assert_allclose(out, image[2:6, 2:6] - np.array([10.0, 20.0, 30.0]), atol=1e-4)

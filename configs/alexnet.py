@@ -124,6 +124,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   d.threads = 0            # tf.data private thread pool size; 0 = TensorFlow's default
   d.parallel_calls = -1    # parallel decodes per process; -1 = autotune
   d.prefetch = 4           # batches prepared ahead
+  # How the training split is divided for reading: 0 = one shard per process. A fixed number
+  # (a multiple of the process count) makes every step's global batch the same on any number
+  # of processes, so a run can move between host counts and reproduce exactly.
+  d.shards = 0
   # The built-in miniature ImageNet (dataset='mini_imagenet').
   d.mini = ml_collections.ConfigDict()
   d.mini.num_classes = 10  # the first N synsets of TFDS's ImageNet labels: labels 0..N-1

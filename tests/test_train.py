@@ -33,7 +33,7 @@ def _args(data_dir, workdir, *extra):
           '--config.eval.every_steps=6', '--config.eval.batch_size=8',
           '--config.eval.final_views=(1,10)', '--config.checkpoint.every_steps=4',
           '--config.schedule.name=constant', '--config.data.shuffle_buffer=16',
-          '--config.progress=lines', *extra]
+          '--config.progress=lines', '--config.data.shards=2', *extra]
 
 
 def _env(**extra):

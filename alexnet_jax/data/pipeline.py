@@ -413,11 +413,25 @@ def train_iterator(data_config, *, image_size: int, global_batch_size: int, seed
                    process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
   """Infinite iterator of this process's batches: {'image': float32 [B, S, S, 3], 'label': int32
   [B]}, B = global_batch_size // process_count. The batch of step s depends only on (config,
-  seed, s, process), so start_step=s resumes exactly; getting there reads at most one window."""
-  return train_dataset(
+  seed, s, process), so start_step=s resumes exactly; getting there reads at most one window.
+
+  `data_config.shards` (0: one per process) fixes how the split is divided: each process reads
+  shards/process_count of them and stacks their batches in shard order, so the GLOBAL batch of a
+  step is the same whatever the number of processes (a run can move between host counts)."""
+  shards = int(data_config.get('shards', 0)) or process_count
+  if shards % process_count:
+    raise DatasetError(f'data.shards={shards} must be a multiple of the {process_count} '
+                       'processes (or 0: one shard per process).')
+  per_process = shards // process_count
+  datasets = [train_dataset(
       data_config, image_size=image_size, global_batch_size=global_batch_size, seed=seed,
-      start_step=start_step, process_index=process_index,
-      process_count=process_count).as_numpy_iterator()
+      start_step=start_step, process_index=process_index * per_process + j,
+      process_count=shards) for j in range(per_process)]
+  if per_process == 1:
+    return datasets[0].as_numpy_iterator()
+  return (
+      {key: np.concatenate([b[key] for b in batches]) for key in batches[0]}
+      for batches in tf.data.Dataset.zip(tuple(datasets)).as_numpy_iterator())
 
 
 def eval_dataset(data_config, *, image_size: int, global_batch_size: int, views: int,

@@ -240,3 +240,32 @@ def test_the_mini_classes_differ_in_colour_and_shape():
   sides = {mini_imagenet.draw(0, rng, 80, 220).shape[:2] for _ in range(20)}
   assert len(sides) > 15  # varied sizes and aspect ratios
   assert min(np.linalg.norm(a - b) for i, a in enumerate(means) for b in means[i + 1:]) > 3
+
+
+def test_a_half_deleted_dataset_fails_at_start_up(data_fake_imagenet, tmp_path):
+  import shutil
+  root = tmp_path / 'copy'
+  shutil.copytree(os.path.join(data_fake_imagenet.data_dir, 'imagenet2012'), root / 'imagenet2012')
+  config = data_fake_imagenet.copy_and_resolve_references()
+  config.data_dir = str(root)
+  assert pipeline.prepare(config).num_train == 21
+  pipeline._OPENED.clear()  # a new run
+  train_file = next((root / 'imagenet2012').rglob('imagenet2012-train.tfrecord-*'))
+  train_file.unlink()
+  with pytest.raises(DatasetError, match='incomplete'):
+    pipeline.prepare(config)
+
+
+def test_image_folder_split_slices(data_folder):
+  config = data_folder.copy_and_resolve_references()
+  config.train_split, config.eval_split = 'train[:60%]', 'train[60%:]'
+  info = pipeline.prepare(config)
+  assert (info.num_train, info.num_eval) == (9, 6)
+  train = _plain(config)
+  train.eval_split = 'train[:60%]'
+  first = {_digest(im) for b in pipeline.eval_iterator(train, image_size=24, global_batch_size=9,
+                                                       views=1) for im in b['image'][:, 0]}
+  rest = {_digest(im) for b in pipeline.eval_iterator(_plain(config), image_size=24,
+                                                      global_batch_size=6, views=1)
+          for im in b['image'][:, 0]}
+  assert len(first) == 9 and len(rest) == 6 and not first & rest

@@ -39,7 +39,7 @@ def main(argv):
   del argv
   import numpy as np
   import tensorflow as tf
-  from alexnet_jax.data import pipeline, sources
+  from alexnet_jax.data import pipeline
 
   config = _CONFIG.value
   data = config.data
@@ -72,7 +72,6 @@ def main(argv):
       rate = _rate(it, _BATCH.value, _SECONDS.value)
       print(f'train pipeline, {label:11s} {crop}/{resize}, fused={str(fused):5s}: {rate:8.0f} '
             f'images/s  = {rate / decode_rate:.2f} x bare decode')
-  del sources
 
 
 if __name__ == '__main__':

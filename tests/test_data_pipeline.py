@@ -269,3 +269,11 @@ def test_image_folder_split_slices(data_folder):
                                                       global_batch_size=6, views=1)
           for im in b['image'][:, 0]}
   assert len(first) == 9 and len(rest) == 6 and not first & rest
+
+
+def test_the_prepare_command_says_where_the_tars_go(tmp_path):
+  from alexnet_jax.data import tfds_prepare
+  config = data_config(data_dir=str(tmp_path))
+  with pytest.raises(DatasetError, match='ILSVRC2012_img_val.tar') as error:
+    tfds_prepare.run(config)
+  assert str(tmp_path / 'downloads' / 'manual') in str(error.value)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import re
 from collections.abc import Iterator
@@ -107,14 +106,14 @@ def _tfds_builder(data_config):
     raise DatasetError(f'TFDS has no dataset {name!r} ({e}). Set data.tfds_name.') from e
 
 
-def _imagenet_missing_message(data_config, what: str) -> str:
+def _imagenet_missing_message(data_config, what: str, prepare_flags: str = '') -> str:
   manual = resolve_manual_dir(data_config)
   found = [f for f in (TRAIN_TAR, VAL_TAR) if os.path.exists(os.path.join(manual, f))]
   return (
       f'{what}\nILSVRC-2012 is prepared once from the manual download (docs/data.md):\n'
       f'  1. put {TRAIN_TAR} and {VAL_TAR} (from image-net.org) in\n     {manual}\n'
       f'     (found there now: {", ".join(found) or "nothing"}; or set data.manual_dir)\n'
-      f'  2. run: {PREPARE_COMMAND}\n'
+      f'  2. run: {PREPARE_COMMAND}{prepare_flags}\n'
       f'     (it writes to data.data_dir = {resolve_data_dir(data_config)})\n'
       f'  3. run: {STATS_COMMAND}')
 
@@ -167,7 +166,7 @@ def _segments(data_config, source, split: str, role: str) -> list[sources_lib.Se
                      if hasattr(source, 'builder') else getattr(source, 'split_sizes', dict)())
     msg = f'The {role} split {split!r} is not in {source.name} (it has: {have or "none"}).'
     if data_config.dataset == 'imagenet2012':
-      msg = _imagenet_missing_message(data_config, msg) + ' --overwrite'
+      msg = _imagenet_missing_message(data_config, msg, prepare_flags=' --overwrite')
     raise DatasetError(msg) from e
   if not segments:
     raise DatasetError(f'The {role} split {split!r} of {source.name} is empty. Check data.'
@@ -465,6 +464,3 @@ def eval_iterator(data_config, *, image_size: int, global_batch_size: int, views
                       views=views, process_index=process_index,
                       process_count=process_count).as_numpy_iterator()
 
-
-def describe(info: DatasetInfo) -> str:
-  return json.dumps(dataclasses.asdict(info))

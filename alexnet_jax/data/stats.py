@@ -86,7 +86,11 @@ def compute_and_save(data_config, *, log=print) -> str:
 
 def main(argv):
   del argv
-  compute_and_save(_CONFIG.value.data)
+  from alexnet_jax.data.pipeline import DatasetError  # pylint: disable=import-outside-toplevel
+  try:
+    compute_and_save(_CONFIG.value.data)
+  except DatasetError as e:  # A message for a person, not a traceback.
+    raise SystemExit(f'error: {e}') from None
 
 
 if __name__ == '__main__':

@@ -277,3 +277,23 @@ def test_the_prepare_command_says_where_the_tars_go(tmp_path):
   with pytest.raises(DatasetError, match='ILSVRC2012_img_val.tar') as error:
     tfds_prepare.run(config)
   assert str(tmp_path / 'downloads' / 'manual') in str(error.value)
+
+
+def test_an_undecodable_file_is_skipped_without_stopping_or_unbalancing(tmp_path):
+  rng = np.random.default_rng(5)
+  for i in range(5):
+    folder = tmp_path / 'train' / f'c{i % 2}'
+    folder.mkdir(parents=True, exist_ok=True)
+    data = data_encode(data_random_image(rng, 40, 50))
+    if i == 2:
+      data = data[:200]  # cut inside the header: no row can be decoded
+    (folder / f'{i}.jpg').write_bytes(data)
+  config = data_config(dataset='image_folder', folder=str(tmp_path), train_split='train',
+                       eval_split='train', resize_size=32, mean='channel')
+  assert pipeline.prepare(config).num_train == 5
+  it = pipeline.train_iterator(config, image_size=24, global_batch_size=4, seed=0)
+  assert all(np.isfinite(next(it)['image']).all() for _ in range(4))
+  counts = [[b['mask'].sum() for b in pipeline.eval_iterator(
+      config, image_size=24, global_batch_size=2, views=1, process_index=i, process_count=2)]
+            for i in range(2)]
+  assert len(counts[0]) == len(counts[1]) == 3 and sum(map(sum, counts)) == 4  # shares 2 and 3

@@ -403,6 +403,9 @@ def train_dataset(data_config, *, image_size: int, global_batch_size: int, seed:
 
   ds = plans.flat_map(window)
   ds = ds.map(example, num_parallel_calls=_parallel(data_config), deterministic=True)
+  # A file nothing can be decoded from (e.g. cut inside its header) is skipped, not fatal. The
+  # skip is itself deterministic: positions were numbered before decoding.
+  ds = ds.ignore_errors(log_warning=True)
   ds = ds.batch(local_batch, drop_remainder=True).prefetch(int(data_config.prefetch))
   return ds.with_options(_options(data_config))
 
@@ -432,7 +435,6 @@ def eval_dataset(data_config, *, image_size: int, global_batch_size: int, views:
                       for i in range(process_count))
   num_batches = -(-largest_share // local_batch)
   segments = _share(opened.eval, process_index, process_count)
-  num_local = sources_lib.num_examples(segments)
   source = opened.source
   keys = tf.constant([s.key for s in segments], tf.string)
   starts = tf.constant([s.start for s in segments], tf.int64)
@@ -446,11 +448,13 @@ def eval_dataset(data_config, *, image_size: int, global_batch_size: int, views:
   ds = tf.data.Dataset.range(len(segments)).flat_map(
       lambda i: source.read(keys[i], starts[i], counts[i]))
   ds = ds.map(example, num_parallel_calls=_parallel(data_config), deterministic=True)
+  # An undecodable file is left out (and logged) rather than stopping the evaluation; the
+  # padding below then fills in for it, so the batch count stays the same on every process.
+  ds = ds.ignore_errors(log_warning=True)
   padding = {'image': tf.zeros([views, image_size, image_size, 3], tf.float32),
              'label': tf.constant(0, tf.int32), 'mask': tf.constant(False)}
-  ds = ds.concatenate(
-      tf.data.Dataset.from_tensors(padding).repeat(num_batches * local_batch - num_local))
-  ds = ds.batch(local_batch, drop_remainder=True).prefetch(int(data_config.prefetch))
+  ds = ds.concatenate(tf.data.Dataset.from_tensors(padding).repeat())
+  ds = ds.take(num_batches * local_batch).batch(local_batch, drop_remainder=True).prefetch(int(data_config.prefetch))
   return ds.with_options(_options(data_config))
 
 
@@ -458,8 +462,9 @@ def eval_iterator(data_config, *, image_size: int, global_batch_size: int, views
                   process_index: int = 0,
                   process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
   """Finite iterator: {'image': float32 [B, views, S, S, 3], 'label': int32 [B], 'mask': bool
-  [B]}. Over all processes every eval example appears exactly once with mask True; all processes
-  yield the same number of batches (padding is masked), so multi-host evaluation cannot hang."""
+  [B]}. Over all processes every eval example appears exactly once with mask True (a file that
+  cannot be decoded at all is left out, with a warning); all processes yield the same number of
+  batches (padding is masked), so multi-host evaluation cannot hang."""
   return eval_dataset(data_config, image_size=image_size, global_batch_size=global_batch_size,
                       views=views, process_index=process_index,
                       process_count=process_count).as_numpy_iterator()

@@ -297,3 +297,11 @@ def test_an_undecodable_file_is_skipped_without_stopping_or_unbalancing(tmp_path
       config, image_size=24, global_batch_size=2, views=1, process_index=i, process_count=2)]
             for i in range(2)]
   assert len(counts[0]) == len(counts[1]) == 3 and sum(map(sum, counts)) == 4  # shares 2 and 3
+
+
+def test_resuming_far_into_training_does_not_replay_the_epochs(data_fake_imagenet):
+  # Step 10^7 of batch 4 lies ~2 million epochs in; resuming reads one window to get there.
+  start = time.time()
+  batch = next(pipeline.train_iterator(data_fake_imagenet, image_size=56, global_batch_size=4,
+                                       seed=0, start_step=10**7))
+  assert time.time() - start < 10 and batch['image'].shape == (4, 56, 56, 3)

@@ -162,8 +162,10 @@ def _segments(data_config, source, split: str, role: str) -> list[sources_lib.Se
   try:
     segments = source.segments(split)
   except Exception as e:  # pylint: disable=broad-except
-    have = ', '.join(getattr(getattr(source, 'builder', None), 'info', None).splits
-                     if hasattr(source, 'builder') else getattr(source, 'split_sizes', dict)())
+    if isinstance(source, sources_lib.TfdsSource):
+      have = ', '.join(source.builder.info.splits)
+    else:
+      have = ', '.join(source.split_sizes())
     msg = f'The {role} split {split!r} is not in {source.name} (it has: {have or "none"}).'
     if data_config.dataset == 'imagenet2012':
       msg = _imagenet_missing_message(data_config, msg, prepare_flags=' --overwrite')

@@ -14,8 +14,9 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-# The original 2012 code's PCA of ImageNet RGB pixels, 0-255 units (the original code, computerhistory/AlexNet-Source-Code): standard deviations
-# (square roots of the eigenvalues) and eigenvectors as columns, rows R, G, B.
+# The PCA of ImageNet RGB pixels in the original 2012 code (computerhistory/AlexNet-Source-Code),
+# 0-255 units: standard deviations (square roots of the eigenvalues) and eigenvectors as columns,
+# rows R, G, B. The often-copied [0.2175, 0.0188, 0.0045] are 0-1 variances (~2x weaker noise).
 CODE_PCA_STD = np.array([19.72, 37.09, 121.78])
 CODE_PCA_VECTORS = np.array([[0.418, -0.713, -0.564],
                              [-0.817, -0.024, -0.576],

@@ -240,3 +240,68 @@ def test_the_mini_classes_differ_in_colour_and_shape():
   sides = {mini_imagenet.draw(0, rng, 80, 220).shape[:2] for _ in range(20)}
   assert len(sides) > 15  # varied sizes and aspect ratios
   assert min(np.linalg.norm(a - b) for i, a in enumerate(means) for b in means[i + 1:]) > 3
+
+
+def test_a_half_deleted_dataset_fails_at_start_up(data_fake_imagenet, tmp_path):
+  import shutil
+  root = tmp_path / 'copy'
+  shutil.copytree(os.path.join(data_fake_imagenet.data_dir, 'imagenet2012'), root / 'imagenet2012')
+  config = data_fake_imagenet.copy_and_resolve_references()
+  config.data_dir = str(root)
+  assert pipeline.prepare(config).num_train == 21
+  pipeline._OPENED.clear()  # a new run
+  train_file = next((root / 'imagenet2012').rglob('imagenet2012-train.tfrecord-*'))
+  train_file.unlink()
+  with pytest.raises(DatasetError, match='incomplete'):
+    pipeline.prepare(config)
+
+
+def test_image_folder_split_slices(data_folder):
+  config = data_folder.copy_and_resolve_references()
+  config.train_split, config.eval_split = 'train[:60%]', 'train[60%:]'
+  info = pipeline.prepare(config)
+  assert (info.num_train, info.num_eval) == (9, 6)
+  train = _plain(config)
+  train.eval_split = 'train[:60%]'
+  first = {_digest(im) for b in pipeline.eval_iterator(train, image_size=24, global_batch_size=9,
+                                                       views=1) for im in b['image'][:, 0]}
+  rest = {_digest(im) for b in pipeline.eval_iterator(_plain(config), image_size=24,
+                                                      global_batch_size=6, views=1)
+          for im in b['image'][:, 0]}
+  assert len(first) == 9 and len(rest) == 6 and not first & rest
+
+
+def test_the_prepare_command_says_where_the_tars_go(tmp_path):
+  from alexnet_jax.data import tfds_prepare
+  config = data_config(data_dir=str(tmp_path))
+  with pytest.raises(DatasetError, match='ILSVRC2012_img_val.tar') as error:
+    tfds_prepare.run(config)
+  assert str(tmp_path / 'downloads' / 'manual') in str(error.value)
+
+
+def test_an_undecodable_file_is_skipped_without_stopping_or_unbalancing(tmp_path):
+  rng = np.random.default_rng(5)
+  for i in range(5):
+    folder = tmp_path / 'train' / f'c{i % 2}'
+    folder.mkdir(parents=True, exist_ok=True)
+    data = data_encode(data_random_image(rng, 40, 50))
+    if i == 2:
+      data = data[:200]  # cut inside the header: no row can be decoded
+    (folder / f'{i}.jpg').write_bytes(data)
+  config = data_config(dataset='image_folder', folder=str(tmp_path), train_split='train',
+                       eval_split='train', resize_size=32, mean='channel')
+  assert pipeline.prepare(config).num_train == 5
+  it = pipeline.train_iterator(config, image_size=24, global_batch_size=4, seed=0)
+  assert all(np.isfinite(next(it)['image']).all() for _ in range(4))
+  counts = [[b['mask'].sum() for b in pipeline.eval_iterator(
+      config, image_size=24, global_batch_size=2, views=1, process_index=i, process_count=2)]
+            for i in range(2)]
+  assert len(counts[0]) == len(counts[1]) == 3 and sum(map(sum, counts)) == 4  # shares 2 and 3
+
+
+def test_resuming_far_into_training_does_not_replay_the_epochs(data_fake_imagenet):
+  # Step 10^7 of batch 4 lies ~2 million epochs in; resuming reads one window to get there.
+  start = time.time()
+  batch = next(pipeline.train_iterator(data_fake_imagenet, image_size=56, global_batch_size=4,
+                                       seed=0, start_step=10**7))
+  assert time.time() - start < 10 and batch['image'].shape == (4, 56, 56, 3)

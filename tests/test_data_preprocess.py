@@ -1,4 +1,4 @@
-"""The image ops against hand-computed expectations (PAPER.md, "Data")."""
+"""The image ops against hand-computed expectations (Krizhevsky et al. 2012, sections 2 and 4.1)."""
 
 import os
 
@@ -87,7 +87,7 @@ def test_colour_noise_covariance_matches_the_constants(name):
   # Sampling error of a covariance from n draws: ~ sqrt(2 / n) of the largest variance.
   assert np.abs(got - expected).max() < 0.1 * np.abs(expected).max()
   np.testing.assert_allclose(noise.mean(0), 0, atol=0.1 * np.sqrt(expected.max()))
-  if name == 'code':  # PAPER.md: the largest component (luminance) has std 0.1 * 121.78.
+  if name == 'code':  # The original code's largest component (luminance) has std 0.1 * 121.78.
     assert abs(np.sqrt(np.linalg.eigvalsh(got)[-1]) - 12.178) < 0.8
 
 

@@ -14,14 +14,12 @@ and noise vary per image, so a small AlexNet has something to learn but not a co
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import shutil
 import time
 
 import numpy as np
-from PIL import Image
 
 from alexnet_jax.data import ilsvrc_archive
 
@@ -132,9 +130,8 @@ def draw(label: int, rng: np.random.Generator, min_side: int, max_side: int) -> 
 
 
 def _jpeg(image: np.ndarray, quality: int) -> bytes:
-  buf = io.BytesIO()
-  Image.fromarray(image).save(buf, 'JPEG', quality=quality)
-  return buf.getvalue()
+  import tensorflow as tf
+  return tf.io.encode_jpeg(image, quality=quality).numpy()
 
 
 def _params(data_config) -> dict:
@@ -203,7 +200,11 @@ def make(data_config, *, log=print) -> None:
 def main(argv):
   del argv
   config = _CONFIG.value
-  make(config.data)
+  from alexnet_jax.data.pipeline import DatasetError  # pylint: disable=import-outside-toplevel
+  try:
+    make(config.data)
+  except DatasetError as e:  # A message for a person, not a traceback.
+    raise SystemExit(f'error: {e}') from None
 
 
 if __name__ == '__main__':

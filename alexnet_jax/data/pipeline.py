@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import re
 from collections.abc import Iterator
@@ -107,14 +106,14 @@ def _tfds_builder(data_config):
     raise DatasetError(f'TFDS has no dataset {name!r} ({e}). Set data.tfds_name.') from e
 
 
-def _imagenet_missing_message(data_config, what: str) -> str:
+def _imagenet_missing_message(data_config, what: str, prepare_flags: str = '') -> str:
   manual = resolve_manual_dir(data_config)
   found = [f for f in (TRAIN_TAR, VAL_TAR) if os.path.exists(os.path.join(manual, f))]
   return (
       f'{what}\nILSVRC-2012 is prepared once from the manual download (docs/data.md):\n'
       f'  1. put {TRAIN_TAR} and {VAL_TAR} (from image-net.org) in\n     {manual}\n'
       f'     (found there now: {", ".join(found) or "nothing"}; or set data.manual_dir)\n'
-      f'  2. run: {PREPARE_COMMAND}\n'
+      f'  2. run: {PREPARE_COMMAND}{prepare_flags}\n'
       f'     (it writes to data.data_dir = {resolve_data_dir(data_config)})\n'
       f'  3. run: {STATS_COMMAND}')
 
@@ -163,11 +162,13 @@ def _segments(data_config, source, split: str, role: str) -> list[sources_lib.Se
   try:
     segments = source.segments(split)
   except Exception as e:  # pylint: disable=broad-except
-    have = ', '.join(getattr(getattr(source, 'builder', None), 'info', None).splits
-                     if hasattr(source, 'builder') else getattr(source, 'split_sizes', dict)())
+    if isinstance(source, sources_lib.TfdsSource):
+      have = ', '.join(source.builder.info.splits)
+    else:
+      have = ', '.join(source.split_sizes())
     msg = f'The {role} split {split!r} is not in {source.name} (it has: {have or "none"}).'
     if data_config.dataset == 'imagenet2012':
-      msg = _imagenet_missing_message(data_config, msg) + ' --overwrite'
+      msg = _imagenet_missing_message(data_config, msg, prepare_flags=' --overwrite')
     raise DatasetError(msg) from e
   if not segments:
     raise DatasetError(f'The {role} split {split!r} of {source.name} is empty. Check data.'
@@ -404,6 +405,9 @@ def train_dataset(data_config, *, image_size: int, global_batch_size: int, seed:
 
   ds = plans.flat_map(window)
   ds = ds.map(example, num_parallel_calls=_parallel(data_config), deterministic=True)
+  # A file nothing can be decoded from (e.g. cut inside its header) is skipped, not fatal. The
+  # skip is itself deterministic: positions were numbered before decoding.
+  ds = ds.ignore_errors(log_warning=True)
   ds = ds.batch(local_batch, drop_remainder=True).prefetch(int(data_config.prefetch))
   return ds.with_options(_options(data_config))
 
@@ -447,7 +451,6 @@ def eval_dataset(data_config, *, image_size: int, global_batch_size: int, views:
                       for i in range(process_count))
   num_batches = -(-largest_share // local_batch)
   segments = _share(opened.eval, process_index, process_count)
-  num_local = sources_lib.num_examples(segments)
   source = opened.source
   keys = tf.constant([s.key for s in segments], tf.string)
   starts = tf.constant([s.start for s in segments], tf.int64)
@@ -461,11 +464,14 @@ def eval_dataset(data_config, *, image_size: int, global_batch_size: int, views:
   ds = tf.data.Dataset.range(len(segments)).flat_map(
       lambda i: source.read(keys[i], starts[i], counts[i]))
   ds = ds.map(example, num_parallel_calls=_parallel(data_config), deterministic=True)
+  # An undecodable file is left out (and logged) rather than stopping the evaluation; the
+  # padding below then fills in for it, so the batch count stays the same on every process.
+  ds = ds.ignore_errors(log_warning=True)
   padding = {'image': tf.zeros([views, image_size, image_size, 3], tf.float32),
              'label': tf.constant(0, tf.int32), 'mask': tf.constant(False)}
-  ds = ds.concatenate(
-      tf.data.Dataset.from_tensors(padding).repeat(num_batches * local_batch - num_local))
-  ds = ds.batch(local_batch, drop_remainder=True).prefetch(int(data_config.prefetch))
+  ds = ds.concatenate(tf.data.Dataset.from_tensors(padding).repeat())
+  ds = ds.take(num_batches * local_batch).batch(local_batch, drop_remainder=True)
+  ds = ds.prefetch(int(data_config.prefetch))
   return ds.with_options(_options(data_config))
 
 
@@ -473,12 +479,10 @@ def eval_iterator(data_config, *, image_size: int, global_batch_size: int, views
                   process_index: int = 0,
                   process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
   """Finite iterator: {'image': float32 [B, views, S, S, 3], 'label': int32 [B], 'mask': bool
-  [B]}. Over all processes every eval example appears exactly once with mask True; all processes
-  yield the same number of batches (padding is masked), so multi-host evaluation cannot hang."""
+  [B]}. Over all processes every eval example appears exactly once with mask True (a file that
+  cannot be decoded at all is left out, with a warning); all processes yield the same number of
+  batches (padding is masked), so multi-host evaluation cannot hang."""
   return eval_dataset(data_config, image_size=image_size, global_batch_size=global_batch_size,
                       views=views, process_index=process_index,
                       process_count=process_count).as_numpy_iterator()
 
-
-def describe(info: DatasetInfo) -> str:
-  return json.dumps(dataclasses.asdict(info))

@@ -1,4 +1,4 @@
-"""The paper's image preprocessing as TensorFlow ops (PAPER.md, "Data").
+"""The paper's image preprocessing as TensorFlow ops (Krizhevsky et al. 2012, sections 2 and 4.1).
 
 Every image is treated as if rescaled so its shorter side is `resize_size` and cut to the central
 `resize_size` square. Training takes a random `image_size` crop of that square, mirrors it half the
@@ -14,8 +14,9 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-# The original 2012 code's PCA of ImageNet RGB pixels, 0-255 units (PAPER.md): standard deviations
-# (square roots of the eigenvalues) and eigenvectors as columns, rows R, G, B.
+# The PCA of ImageNet RGB pixels in the original 2012 code (computerhistory/AlexNet-Source-Code),
+# 0-255 units: standard deviations (square roots of the eigenvalues) and eigenvectors as columns,
+# rows R, G, B. The often-copied [0.2175, 0.0188, 0.0045] are 0-1 variances (~2x weaker noise).
 CODE_PCA_STD = np.array([19.72, 37.09, 121.78])
 CODE_PCA_VECTORS = np.array([[0.418, -0.713, -0.564],
                              [-0.817, -0.024, -0.576],
@@ -151,7 +152,7 @@ def train_image(image_bytes, seed, p: Preprocessing):
     flip = tf.random.stateless_uniform([], seeds[2]) < 0.5
     image = tf.cond(flip, lambda: tf.reverse(image, axis=[1]), lambda: image)
   if p.pca_scales is not None:
-    # PAPER.md: add V @ (a * s) to every pixel, a ~ N(0, pca_std) per image and component.
+    # Paper, section 4.1: add V @ (a * s) to every pixel, a ~ N(0, pca_std) per image and component.
     alpha = tf.random.stateless_normal([3], seeds[3]) * p.pca_std
     noise = tf.linalg.matvec(tf.constant(p.pca_vectors, tf.float32),
                              alpha * tf.constant(p.pca_scales, tf.float32))
@@ -162,7 +163,7 @@ def train_image(image_bytes, seed, p: Preprocessing):
 def eval_views(image_bytes, views: int, p: Preprocessing):
   """Float32 [views, S, S, 3]. 1: the central crop. 10: the crops at the top-left, top-right,
   bottom-left and bottom-right corners and the centre of the resized square, then the same five
-  mirrored (PAPER.md: softmax is averaged over them)."""
+  mirrored (paper, section 4.1: softmax is averaged over them)."""
   r, s = p.resize_size, p.image_size
   square = central_square(image_bytes, p)
   c = (r - s) // 2

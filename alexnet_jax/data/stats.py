@@ -41,7 +41,8 @@ def compute(data_config, *, max_examples: int = 0, log=print) -> dict[str, np.nd
   ds = tf.data.Dataset.range(len(segments)).flat_map(
       lambda i: source.read(keys[i], starts[i], counts[i]))
   ds = ds.map(lambda image, label: preprocess_lib.central_square(image, p),
-              num_parallel_calls=tf.data.AUTOTUNE).batch(64).prefetch(2)
+              num_parallel_calls=tf.data.AUTOTUNE).ignore_errors(log_warning=True)
+  ds = ds.batch(64).prefetch(2)
   total = np.zeros([r, r, 3], np.float64)
   pixel_sum = np.zeros([3], np.float64)
   pixel_outer = np.zeros([3, 3], np.float64)
@@ -86,7 +87,11 @@ def compute_and_save(data_config, *, log=print) -> str:
 
 def main(argv):
   del argv
-  compute_and_save(_CONFIG.value.data)
+  from alexnet_jax.data.pipeline import DatasetError  # pylint: disable=import-outside-toplevel
+  try:
+    compute_and_save(_CONFIG.value.data)
+  except DatasetError as e:  # A message for a person, not a traceback.
+    raise SystemExit(f'error: {e}') from None
 
 
 if __name__ == '__main__':

@@ -12,12 +12,6 @@ from __future__ import annotations
 
 import os
 
-from absl import app, flags
-from ml_collections import config_flags
-
-_CONFIG = config_flags.DEFINE_config_file('config', 'configs/alexnet.py', 'Config file.')
-_OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Prepare again even if already prepared.')
-
 
 def run(data_config, overwrite: bool = False) -> None:
   import tensorflow_datasets as tfds
@@ -47,8 +41,17 @@ def run(data_config, overwrite: bool = False) -> None:
 
 def main(argv):
   del argv
-  run(_CONFIG.value.data, overwrite=_OVERWRITE.value)
+  from alexnet_jax.data.pipeline import DatasetError  # pylint: disable=import-outside-toplevel
+  try:
+    run(_CONFIG.value.data, overwrite=_OVERWRITE.value)
+  except DatasetError as e:  # A message for a person, not a traceback.
+    raise SystemExit(f'error: {e}') from None
 
 
 if __name__ == '__main__':
+  from absl import app, flags
+  from ml_collections import config_flags
+
+  _CONFIG = config_flags.DEFINE_config_file('config', 'configs/alexnet.py', 'Config file.')
+  _OVERWRITE = flags.DEFINE_bool('overwrite', False, 'Prepare again even if already prepared.')
   app.run(main)

@@ -29,7 +29,7 @@ def logits(params, m, images_nhwc):
   pool = (lambda x: F.max_pool2d(x, 3, 2)) if m.overlap_pool else (lambda x: F.max_pool2d(x, 2, 2))
   columns = m.columns
   owt = m.variant == 'one_weird_trick'
-  x = torch.from_numpy(np.asarray(images_nhwc, np.float32)).permute(0, 3, 1, 2)
+  x = torch.from_numpy(np.array(images_nhwc, np.float32)).permute(0, 3, 1, 2)
 
   def conv(name, x, stride, padding, groups):
     p = params[name]
@@ -58,7 +58,7 @@ def logits(params, m, images_nhwc):
   x = pool(x)
   x = x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)  # NHWC flattening order
   for name in ('fc6', 'fc7', 'fc8'):
-    k = np.asarray(params[name]['kernel'])
+    k = np.array(params[name]['kernel'])  # a writable copy
     c, fan_in, out = k.shape
     w = torch.from_numpy(np.ascontiguousarray(k.transpose(1, 0, 2).reshape(fan_in, c * out)))
     x = x @ w + torch.from_numpy(np.array(params[name]['bias'])).reshape(-1)

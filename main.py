@@ -10,6 +10,7 @@ import sys
 
 from absl import app
 from absl import flags
+from absl import logging as absl_logging
 from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
@@ -31,6 +32,10 @@ flags.mark_flags_as_required(['config'])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  if not FLAGS['verbosity'].present:
+    # Library INFO logs (orbax, TFDS, the metric writer) would bury the progress lines;
+    # `--verbosity=0` brings them back.
+    absl_logging.set_verbosity(absl_logging.WARNING)
   from alexnet_jax import cli
   cli.run(FLAGS.config, mode=FLAGS.mode, workdir=FLAGS.workdir, argv=sys.argv,
           distributed={'coordinator_address': FLAGS.coordinator_address,

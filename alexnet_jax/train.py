@@ -243,6 +243,7 @@ def train_and_evaluate(config, workdir: str, argv: list[str]) -> dict:
       evaluated = False
       if eval_every and step % eval_every == 0 and step < setup.total_steps:
         settle()
+        eval_start = time.time()
         last_eval = run_evaluation(config, setup, eval_step, state['params'],
                                    config.eval.views)
         evaluated = True
@@ -255,7 +256,7 @@ def train_and_evaluate(config, workdir: str, argv: list[str]) -> dict:
                           'wall_time': time.time()})
         progress.note(f"step {step}: validation top-1 error {last_eval['top1_error']:.2f}%, "
                       f"top-5 {last_eval['top5_error']:.2f}%")
-        window['time'] = time.time()  # images/s counts training only
+        window['time'] += time.time() - eval_start  # images/s counts training time only
       if preemption.requested:
         settle()
         save(step, force=True)

@@ -28,7 +28,10 @@ SCHEDULES = ('plateau', 'steps', 'cosine', 'constant')
 
 
 def _is_bias(path) -> bool:
-  return getattr(path[-1], 'key', getattr(path[-1], 'name', None)) == 'bias'
+  """Whether a leaf's path names a bias: `{'bias': x}`, or NNX's `bias` Param whose leaf sits
+  one level deeper (`.../bias/value`)."""
+  names = [getattr(k, 'key', getattr(k, 'name', None)) for k in path]
+  return 'bias' in names
 
 
 def bias_mask(params, biases: bool):

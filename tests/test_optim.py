@@ -111,3 +111,27 @@ def test_cosine_and_warmup():
                      total_steps=110)
   assert s(0) == pytest.approx(0.01) and s(9) == pytest.approx(0.1)
   assert s(60) == pytest.approx(0.05) and s(110) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_bias_options_reach_the_models_biases():
+  """On the real NNX parameter tree (biases sit at .../bias/value), not only on plain dicts."""
+  from flax import nnx
+
+  from alexnet_jax import model as model_lib
+  from configs.alexnet import get_config
+  cfg = get_config('quickstart').model
+  cfg.width, cfg.input_size = 0.125, 67
+  _, params = nnx.split(model_lib.create_model(cfg), nnx.Param)
+  mask = optim.bias_mask(params, True)
+  flat = {'/'.join(str(getattr(k, 'key', k)) for k in path): m
+          for path, m in jax.tree_util.tree_flatten_with_path(mask)[0]}
+  assert sum(flat.values()) == 8 and len(flat) == 16  # 8 layers: one bias, one kernel each
+  assert all(('bias' in name) == m for name, m in flat.items())
+  ones = jax.tree.map(jnp.ones_like, params)
+  opt = _opt_config(bias_lr_multiplier=2.0, bias_weight_decay=False)
+  tx = optim.make_optimizer(opt)
+  updates, _ = tx.update(ones, tx.init(params), params)
+  # First step: v = -lr * mult * (g + wd * w); biases: no decay and twice the rate.
+  np.testing.assert_allclose(updates['conv1']['bias'][...], -0.02, rtol=1e-6)
+  w = params['conv1']['kernel'][...]
+  np.testing.assert_allclose(updates['conv1']['kernel'][...], -0.01 * (1 + 5e-4 * w), rtol=1e-5)

@@ -45,7 +45,10 @@ class DenseLayer:
   name: str
   features: int            # per column, before the width multiplier; 0 = num_classes / columns
   bias_one: bool
-  dropout: bool
+  # Where dropout (config.dropout) goes, training and test-time scaling alike: 'output' (after
+  # the ReLU, as the paper's fc6 and fc7), 'input' (on the layer's input, as torchvision's
+  # classifier: Dropout -> Linear), or '' (none).
+  dropout: str
 
 
 def _paper_layers(columns: int) -> tuple[tuple[ConvLayer, ...], tuple[DenseLayer, ...]]:
@@ -58,22 +61,26 @@ def _paper_layers(columns: int) -> tuple[tuple[ConvLayer, ...], tuple[DenseLayer
       ConvLayer('conv4', 192, 3, 1, 1, False, True, False, False),
       ConvLayer('conv5', conv5, 3, 1, 1, False, True, False, True),
   )
-  dense = (DenseLayer('fc6', fc, True, True), DenseLayer('fc7', fc, True, True),
-           DenseLayer('fc8', 0, False, False))
+  dense = (DenseLayer('fc6', fc, True, 'output'), DenseLayer('fc7', fc, True, 'output'),
+           DenseLayer('fc8', 0, False, ''))
   return convs, dense
 
 
 def _one_weird_trick_layers() -> tuple[tuple[ConvLayer, ...], tuple[DenseLayer, ...]]:
-  """Krizhevsky (2014)'s single-column net, as torchvision ships it (conv1 padding 2)."""
+  """Krizhevsky (2014)'s single-column net, as torchvision ships it (conv1 padding 2).
+
+  No LRN (whatever model.lrn says), and torchvision's classifier order: Dropout -> fc6 -> ReLU
+  -> Dropout -> fc7 -> ReLU -> fc8, i.e. dropout on the INPUTS of fc6 and fc7.
+  """
   convs = (
-      ConvLayer('conv1', 64, 11, 4, 2, True, False, True, True),
-      ConvLayer('conv2', 192, 5, 1, 2, True, True, True, True),
+      ConvLayer('conv1', 64, 11, 4, 2, True, False, False, True),
+      ConvLayer('conv2', 192, 5, 1, 2, True, True, False, True),
       ConvLayer('conv3', 384, 3, 1, 1, True, False, False, False),
       ConvLayer('conv4', 256, 3, 1, 1, True, True, False, False),
       ConvLayer('conv5', 256, 3, 1, 1, True, True, False, True),
   )
-  dense = (DenseLayer('fc6', 4096, True, True), DenseLayer('fc7', 4096, True, True),
-           DenseLayer('fc8', 0, False, False))
+  dense = (DenseLayer('fc6', 4096, True, 'input'), DenseLayer('fc7', 4096, True, 'input'),
+           DenseLayer('fc8', 0, False, ''))
   return convs, dense
 
 
@@ -356,21 +363,22 @@ class AlexNet(nnx.Module):
           x = self._pool(x)
       if capture is not None and layer.pool:
         capture['pool' + layer.name[-1]] = x
-    # fc6 sees both columns: gather pool5's channels BEFORE flattening, so that its input is
-    # ordered (h, w, every column's channels) on every mesh, as on one device.
-    x = gather(x)
-    x = x.reshape(x.shape[0], -1)
     for index, layer in enumerate(self.dense_layers):
       module = getattr(self, layer.name)
       columns = module.kernel.shape[0]
-      if index:
-        x = gather(x)
+      if layer.dropout == 'input':  # on this device's columns, before they are gathered
+        x = self._dropout(x, index, columns, train, dropout_key, column_axis, data_axis)
+      x = gather(x)
+      if index == 0:
+        # fc6 sees both columns: gather pool5's channels BEFORE flattening, so that its input
+        # is ordered (h, w, every column's channels) on every mesh, as on one device.
+        x = x.reshape(x.shape[0], -1)
       kernel = module.kernel[...].astype(dtype)
       y = jnp.einsum('bi,cio->bco', x, kernel) + module.bias[...].astype(dtype)
       x = y.reshape(y.shape[0], -1)
       if layer.name != self.dense_layers[-1].name:
         x = self._activation(x)
-      if layer.dropout:
+      if layer.dropout == 'output':
         x = self._dropout(x, index, columns, train, dropout_key, column_axis, data_axis)
       if capture is not None:
         capture[layer.name] = x

@@ -31,7 +31,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # ---------------------------------------------------------------- model
   m = config.model = ml_collections.ConfigDict()
   # 'paper': the two-column net of the paper (or its one-column ablation with columns=1).
-  # 'one_weird_trick': the single-column net torchvision ships (64-192-384-256-256, no LRN).
+  # 'one_weird_trick': the single-column net torchvision ships (64-192-384-256-256, no LRN
+  # whatever model.lrn says, dropout on the inputs of fc6 and fc7).
   m.variant = 'paper'
   m.columns = 2            # 2: the paper's net; 1: the paper's one-GPU ablation net
   m.width = 1.0            # multiplies every conv and fc width (not fc8); for small runs
@@ -192,7 +193,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   elif arg == 'one_weird_trick':
     m.variant = 'one_weird_trick'
     m.columns = 1
-    m.lrn = False
+    m.lrn = False  # the variant has no LRN anyway; this keeps the recorded config saying so
   elif arg == 'one_column':
     m.columns = 1
   elif arg == 'quickstart':

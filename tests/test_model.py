@@ -100,6 +100,10 @@ VARIANTS = {
     'one-column': {'columns': 1},
     'grouped-conv': {'conv_impl': 'grouped', 'conv1_impl': 'conv'},
     'one-weird-trick': {'variant': 'one_weird_trick', 'columns': 1, 'lrn': False},
+    # torchvision's net has no LRN: model.lrn=True must not add it.
+    'one-weird-trick-lrn-flag-on': {'variant': 'one_weird_trick', 'columns': 1, 'lrn': True},
+    'one-weird-trick-inverted': {'variant': 'one_weird_trick', 'columns': 1,
+                                 'dropout_mode': 'inverted'},
 }
 
 
@@ -116,6 +120,37 @@ def test_forward_matches_independent_pytorch_net(name):
   ours = np.asarray(model(jnp.asarray(images)))
   ref = torch_reference.logits(_params_numpy(model), m, images)
   assert ours.shape == (2, 1000)
+  scale = np.max(np.abs(ref))
+  assert scale > 1e-3
+  np.testing.assert_allclose(ours, ref, atol=2e-5 * scale, rtol=1e-4)
+
+
+@pytest.mark.parametrize('variant', ['paper', 'one_weird_trick'])
+@pytest.mark.parametrize('mode', ['paper', 'inverted'])
+def test_training_dropout_placement_matches_pytorch(variant, mode):
+  """Training-time dropout where each net puts it: the paper drops the outputs of fc6 and fc7,
+  torchvision's one_weird_trick their inputs. The PyTorch net applies the same 0/1 masks."""
+  m = get_config(variant).model
+  m.width = 0.25
+  m.init, m.bias_init = 'he', 0.1
+  m.dropout_mode = mode
+  model = model_lib.create_model(m, seed=4)
+  rng = np.random.default_rng(7)
+  images = jnp.asarray((rng.standard_normal((2, 224, 224, 3)) * 50).astype(np.float32))
+  shapes = {}
+  model(images, capture=shapes)
+  key = jax.random.key(11)
+  dropped = {'fc6': 'pool5', 'fc7': 'fc6'} if variant == 'one_weird_trick' else {
+      'fc6': 'fc6', 'fc7': 'fc7'}
+  masks = {}
+  for index, name in enumerate(('fc6', 'fc7')):
+    ones = jnp.ones(shapes[dropped[name]].shape)
+    # The model's own mask for this layer (the same key and column folding as in __call__).
+    mask = np.asarray(model._dropout(ones, index, m.columns, True, key, None)) != 0
+    assert 0.4 < mask.mean() < 0.6
+    masks[name] = mask.reshape(mask.shape[0], -1)
+  ours = np.asarray(model(images, train=True, dropout_key=key))
+  ref = torch_reference.logits(_params_numpy(model), m, np.asarray(images), masks=masks)
   scale = np.max(np.abs(ref))
   assert scale > 1e-3
   np.testing.assert_allclose(ours, ref, atol=2e-5 * scale, rtol=1e-4)

@@ -2,6 +2,9 @@
 
 Written from PAPER.md's layer table, not from alexnet_jax.model: columns are torch `groups`,
 "both columns" layers are ordinary convolutions, LRN is torch's (which divides alpha by size).
+The one_weird_trick variant follows torchvision's AlexNet: no LRN, and its classifier
+Dropout -> fc6 -> ReLU -> Dropout -> fc7 -> ReLU -> fc8 (dropout on the inputs of fc6 and fc7;
+the paper's net drops the outputs of fc6 and fc7).
 """
 
 import numpy as np
@@ -23,8 +26,13 @@ def _lrn(x, columns, m):
                                           k=m.lrn_k) for p in parts], dim=1)
 
 
-def logits(params, m, images_nhwc):
-  """params: {'conv1': {'kernel', 'bias'}, ...} as NumPy; m: config.model; images NHWC."""
+def logits(params, m, images_nhwc, masks=None):
+  """params: {'conv1': {'kernel', 'bias'}, ...} as NumPy; m: config.model; images NHWC.
+
+  masks: None for the test-time net; else training-time dropout masks (0/1 NumPy arrays) by
+  layer, {'fc6': ..., 'fc7': ...}, each shaped like what it drops: the layer's output (paper) or
+  its flattened input in NHWC order (one_weird_trick).
+  """
   act = torch.relu if m.activation == 'relu' else torch.tanh
   pool = (lambda x: F.max_pool2d(x, 3, 2)) if m.overlap_pool else (lambda x: F.max_pool2d(x, 2, 2))
   columns = m.columns
@@ -43,27 +51,40 @@ def logits(params, m, images_nhwc):
     size = x.shape[-1]
     extra = 0 if size == 227 else ((size - 11 + 3) // 4) * 4 + 11 - size
     x = conv('conv1', F.pad(x, (0, extra, 0, extra)), 4, 0, 1)
-  if m.lrn and m.lrn_placement == 'code' and not owt:
+  lrn = m.lrn and not owt  # torchvision's AlexNet has no LRN
+  if lrn and m.lrn_placement == 'code':
     x = act(pool(_lrn(x, columns, m)))
   else:
     x = act(x)
-    x = _lrn(x, columns, m) if m.lrn else x
+    x = _lrn(x, columns, m) if lrn else x
     x = pool(x)
   own = 1 if owt else columns
   x = act(conv('conv2', x, 1, 2, own))  # own column only
-  x = pool(_lrn(x, columns, m) if m.lrn else x)
+  x = pool(_lrn(x, columns, m) if lrn else x)
   x = act(conv('conv3', x, 1, 1, 1))     # both columns
   x = act(conv('conv4', x, 1, 1, own))   # own column only
   x = act(conv('conv5', x, 1, 1, own))   # own column only
   x = pool(x)
   x = x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)  # NHWC flattening order
+
+  def dropout(x, name):
+    if not m.dropout:
+      return x
+    keep = 1.0 - m.dropout
+    if masks is None:  # test time: the paper scales by keep, inverted dropout does nothing
+      return x * keep if m.dropout_mode == 'paper' else x
+    x = x * torch.from_numpy(np.array(masks[name], np.float32).reshape(x.shape))
+    return x / keep if m.dropout_mode == 'inverted' else x
+
   for name in ('fc6', 'fc7', 'fc8'):
+    if owt and name != 'fc8':
+      x = dropout(x, name)  # torchvision: Dropout -> Linear
     k = np.array(params[name]['kernel'])  # a writable copy
     c, fan_in, out = k.shape
     w = torch.from_numpy(np.ascontiguousarray(k.transpose(1, 0, 2).reshape(fan_in, c * out)))
     x = x @ w + torch.from_numpy(np.array(params[name]['bias'])).reshape(-1)
     if name != 'fc8':
       x = act(x)
-      if m.dropout and m.dropout_mode == 'paper':
-        x = x * (1.0 - m.dropout)  # the paper's test-time rule
+      if not owt:
+        x = dropout(x, name)  # the paper: dropout on the outputs of fc6 and fc7
   return x.numpy()

@@ -5,12 +5,33 @@ from __future__ import annotations
 import sys
 
 from alexnet_jax import model as model_lib
+from alexnet_jax import optim
+
+
+def validate(config) -> None:
+  """ValueError for settings that cannot run, before anything is read, written or compiled."""
+  model_lib.validate(config.model)
+  optim.validate(config.optimizer, config.schedule)
+  if config.progress not in ('auto', 'bar', 'lines', 'none'):
+    raise ValueError(f"progress={config.progress!r}; use 'auto', 'bar', 'lines' or 'none'.")
+  views = (config.eval.views, *config.eval.final_views)
+  if any(v not in (1, 10) for v in views):
+    raise ValueError(f'eval.views={config.eval.views}, eval.final_views='
+                     f'{tuple(config.eval.final_views)}: views are 1 (centre crop) or 10.')
+  if config.batch_size < 1 or config.eval.batch_size < 0:
+    raise ValueError(f'batch_size={config.batch_size}, eval.batch_size='
+                     f'{config.eval.batch_size}: positive (eval 0: the training batch).')
+  if config.log_every_steps < 1 or config.checkpoint.every_steps < 1:
+    raise ValueError('log_every_steps and checkpoint.every_steps must be at least 1.')
+  if config.num_steps < 0 or (not config.num_steps and config.num_epochs <= 0):
+    raise ValueError(f'num_steps={config.num_steps}, num_epochs={config.num_epochs}: give a '
+                     'positive duration.')
 
 
 def run(config, *, mode: str, workdir: str | None, argv: list[str],
         distributed: dict | None = None) -> None:
   try:
-    model_lib.validate(config.model)
+    validate(config)
   except ValueError as e:
     sys.exit(f'Bad config: {e}')
   if mode == 'summary':
@@ -21,6 +42,7 @@ def run(config, *, mode: str, workdir: str | None, argv: list[str],
     sys.exit(f'--mode={mode} needs --workdir=DIR (where checkpoints and metrics go).')
   from alexnet_jax import parallel
   parallel.initialize_distributed(**(distributed or {}))
+  from alexnet_jax import checkpoint
   from alexnet_jax import train
   from alexnet_jax import tracking
   from alexnet_jax.data import pipeline
@@ -30,5 +52,5 @@ def run(config, *, mode: str, workdir: str | None, argv: list[str],
     else:
       train.evaluate_checkpoint(config, workdir)
   except (pipeline.DatasetError, parallel.LayoutError, tracking.WorkdirError,
-          train.TrainingError) as e:
+          train.TrainingError, checkpoint.CheckpointError) as e:
     sys.exit(f'{type(e).__name__}: {e}')

@@ -45,6 +45,22 @@ def _scale_biases(multiplier: float) -> optax.GradientTransformation:
   return optax.masked(optax.scale(multiplier), lambda params: bias_mask(params, True))
 
 
+def validate(opt_config, sched_config) -> None:
+  """ValueError, saying what to use, for optimizer / schedule settings that cannot run."""
+  if opt_config.name not in OPTIMIZERS:
+    raise ValueError(f'optimizer.name={opt_config.name!r}; use one of {OPTIMIZERS}.')
+  if opt_config.learning_rate <= 0 or not 0 <= opt_config.momentum < 1:
+    raise ValueError(f'optimizer.learning_rate={opt_config.learning_rate} must be > 0 and '
+                     f'optimizer.momentum={opt_config.momentum} in [0, 1).')
+  if sched_config.name not in SCHEDULES:
+    raise ValueError(f'schedule.name={sched_config.name!r}; use one of {SCHEDULES}.')
+  if sched_config.name == 'plateau' and sched_config.patience < 1:
+    raise ValueError(f'schedule.patience={sched_config.patience}; at least 1 evaluation.')
+  if sched_config.factor <= 0:
+    raise ValueError(f'schedule.factor={sched_config.factor}; a positive factor (0.1: divide '
+                     'by 10).')
+
+
 def make_optimizer(opt_config) -> optax.GradientTransformation:
   """The optimizer of `config.optimizer`, learning rate injected (set it every step)."""
   kind = opt_config.name

@@ -71,6 +71,30 @@ def _clean(value):
   return value
 
 
+# Fields of config.model that do not change the parameters: --mode=eval may set them freely.
+MODEL_NOT_COMPARED = ('conv_impl', 'conv1_impl', 'dtype')
+
+
+def check_model_config(workdir: str, config) -> None:
+  """WorkdirError unless `config.model` builds the net the workdir's run trained.
+
+  For --mode=eval, which writes nothing: data and evaluation settings may differ (another
+  split, 10 views), the model may not.
+  """
+  path = os.path.join(os.path.abspath(workdir), 'config.json')
+  if not os.path.exists(path):
+    raise WorkdirError(f'{workdir} holds no run (no config.json): train first, or point '
+                       '--workdir at a run.')
+  with open(path) as f:
+    old = json.load(f).get('model', {})
+  new = _config_json(config)['model']
+  changes = [c for c in _diff(old, new, 'model.')
+             if not c.startswith(tuple(f'model.{k}:' for k in MODEL_NOT_COMPARED))]
+  if changes:
+    raise WorkdirError(f'{workdir} holds a run of another model:\n  ' + '\n  '.join(changes)
+                       + '\nEvaluate it with the config it was trained with (its config.json).')
+
+
 class Workdir:
   """Writes the run record; `log` appends metrics to metrics.jsonl and TensorBoard."""
 
@@ -122,6 +146,18 @@ class Workdir:
       f.write(json.dumps(row) + '\n')
     scalars = {k: v for k, v in row.items() if k != 'step' and isinstance(v, (int, float))}
     self._tensorboard().write_scalars(int(step), scalars)
+
+  def final_row(self, step: int) -> dict | None:
+    """The final-evaluation row logged at `step`, if the run got that far."""
+    path = os.path.join(self.path, 'metrics.jsonl')
+    if not os.path.exists(path):
+      return None
+    with open(path) as f:
+      rows = [json.loads(line) for line in f if line.strip()]
+    finals = [r for r in rows if r['step'] == step and any(k.startswith('val_top1_error_')
+                                                            or k == 'val_top1_error'
+                                                            for k in r)]
+    return finals[-1] if finals else None
 
   def truncate_after(self, step: int) -> None:
     """Drops metric rows past `step` (a resumed run logs them again, from its checkpoint)."""

@@ -49,6 +49,7 @@ def plan(config) -> Setup:
   """Checks the layout and the dataset and sizes the run; fails before compiling anything."""
   from alexnet_jax.data import pipeline
   model_lib.validate(config.model)
+  optim.validate(config.optimizer, config.schedule)
   mesh = parallel.make_mesh(config.mesh, config.model)
   parallel.check_batch(mesh, config.batch_size)
   info = pipeline.prepare(config.data)
@@ -102,7 +103,7 @@ def make_train_step(config, setup: Setup):
         state['params'], batch, dropout_key, True)
     updates, opt_state = tx.update(grads, opt_state, state['params'])
     params = optax.apply_updates(state['params'], updates)
-    metrics = {'loss': loss, **aux}
+    metrics = {'loss': loss, 'grad_norm': optax.global_norm(grads), **aux}
     return {'params': params, 'opt_state': opt_state, 'rng': state['rng']}, metrics
 
   return jax.jit(step_fn, in_shardings=(s, {'image': batch_sharding, 'label': batch_sharding},
@@ -152,17 +153,30 @@ def run_evaluation(config, setup: Setup, eval_step, params, views: int) -> dict:
   return result
 
 
+def _print(message: str) -> None:
+  if parallel.is_main_process():
+    print(message, flush=True)
+
+
+def _any_process(flag: bool) -> bool:
+  """True if `flag` is set on any process (every process must call this at the same step)."""
+  if jax.process_count() == 1:
+    return flag
+  from jax.experimental import multihost_utils
+  return bool(np.any(multihost_utils.process_allgather(np.int32(flag))))
+
+
 def train_and_evaluate(config, workdir: str, argv: list[str]) -> dict:
   """Trains (resuming from `workdir`), evaluates, and returns the final validation metrics."""
   from alexnet_jax.data import pipeline
   setup = plan(config)
+  schedule = optim.Schedule(config.schedule, config.optimizer.learning_rate,
+                            setup.steps_per_epoch, setup.total_steps)
   record = tracking.Workdir(workdir, config, argv)
   ckpt = checkpoint_lib.Checkpoints(os.path.join(workdir, 'checkpoints'),
                                     keep=config.checkpoint.keep,
                                     keep_best=config.checkpoint.keep_best,
                                     async_save=config.checkpoint.async_save)
-  schedule = optim.Schedule(config.schedule, config.optimizer.learning_rate,
-                            setup.steps_per_epoch, setup.total_steps)
   restored = ckpt.restore_latest(setup.abstract_state)
   if restored is None:
     _, state = _init_state(config)
@@ -171,8 +185,15 @@ def train_and_evaluate(config, workdir: str, argv: list[str]) -> dict:
   else:
     start, state, saved = restored
     schedule.state = optim.PlateauState(**saved['schedule'])
+    finished = record.final_row(start)
+    if start >= setup.total_steps and finished is not None:
+      ckpt.close()
+      record.close()
+      _print(f'{workdir} holds a finished run (step {start}); its results are in '
+             'metrics.jsonl. Evaluate it again with --mode=eval, or train on in a new workdir.')
+      return {k: v for k, v in finished.items() if k.startswith('val_')}
     record.truncate_after(start)
-    print(f'Resumed from step {start} ({ckpt.directory}).', flush=True)
+    _print(f'Resumed from step {start} ({ckpt.directory}).')
 
   train_step = make_train_step(config, setup)
   logits_fn = parallel.make_logits_fn(setup.graphdef, setup.mesh, config.model)
@@ -190,21 +211,26 @@ def train_and_evaluate(config, workdir: str, argv: list[str]) -> dict:
               metrics=metrics, force=force)
 
   progress = Progress(config.progress, setup.total_steps, setup.steps_per_epoch, start)
-  window = {'loss': 0.0, 'top1': 0.0, 'count': 0, 'images': 0, 'time': time.time()}
+  window = {'loss': 0.0, 'top1': 0.0, 'grad_norm': 0.0, 'count': 0, 'images': 0,
+            'time': time.time()}
   last_eval = {}
   pending = None  # (step, metrics) of the step before: checked while the next one runs
   step = start
 
   def check(pending):
     step_done, metrics = pending
-    loss = float(metrics['loss'])
-    if not math.isfinite(loss):
+    loss, grad_norm = float(metrics['loss']), float(metrics['grad_norm'])
+    if not (math.isfinite(loss) and math.isfinite(grad_norm)):
       ckpt.wait()
+      what = f'Loss is {loss}' if not math.isfinite(loss) else f'Gradient norm is {grad_norm}'
+      # Steps are counted from 1 here, as in metrics.jsonl and the checkpoints (step N = after
+      # N updates); this update was not saved.
       raise TrainingError(
-          f'Loss is {loss} at step {step_done}: training stopped. The last good checkpoint '
-          f'({ckpt.steps()[-1] if ckpt.steps() else "none"}) is kept; lower the learning rate '
-          'or check the data.')
+          f'{what} at step {step_done + 1}: training stopped. The last good checkpoint '
+          f'(step {ckpt.steps()[-1] if ckpt.steps() else "none"}) is kept; lower the learning '
+          'rate or check the data.')
     window['loss'] += loss
+    window['grad_norm'] += grad_norm
     window['top1'] += float(metrics['top1'])
     window['count'] += 1
     return loss
@@ -235,11 +261,12 @@ def train_and_evaluate(config, workdir: str, argv: list[str]) -> dict:
                'learning_rate': lr,
                'train_top1_error': 100.0 * (1 - window['top1'] / (window['count']
                                                                   * config.batch_size)),
+               'grad_norm': window['grad_norm'] / window['count'],
                'images_per_sec': window['images'] / max(elapsed, 1e-9),
                'wall_time': time.time()}
         record.log(step, row)
         progress.update(step, row)
-        window.update(loss=0.0, top1=0.0, count=0, images=0, time=time.time())
+        window.update(loss=0.0, top1=0.0, grad_norm=0.0, count=0, images=0, time=time.time())
       evaluated = False
       if eval_every and step % eval_every == 0 and step < setup.total_steps:
         settle()
@@ -248,8 +275,8 @@ def train_and_evaluate(config, workdir: str, argv: list[str]) -> dict:
                                    config.eval.views)
         evaluated = True
         if schedule.observe(last_eval['top1_error']):
-          print(f'Validation error stopped improving: learning rate now {schedule(step):g}.',
-                flush=True)
+          progress.note(f'Validation error stopped improving: learning rate now '
+                        f'{schedule(step):g}.')
         record.log(step, {'epoch': step / setup.steps_per_epoch,
                           'val_top1_error': last_eval['top1_error'],
                           'val_top5_error': last_eval['top5_error'],
@@ -257,17 +284,24 @@ def train_and_evaluate(config, workdir: str, argv: list[str]) -> dict:
         progress.note(f"step {step}: validation top-1 error {last_eval['top1_error']:.2f}%, "
                       f"top-5 {last_eval['top5_error']:.2f}%")
         window['time'] += time.time() - eval_start  # images/s counts training time only
-      if preemption.requested:
+      # Several processes agree on a preemption at logging steps (the save is collective);
+      # one process acts on it at once.
+      if (jax.process_count() == 1 or step % config.log_every_steps == 0) and _any_process(
+          preemption.requested):
         settle()
         save(step, force=True)
         ckpt.close()
         record.close()
-        print(f'SIGTERM: saved step {step} to {ckpt.directory}; run the same command to resume.',
-              flush=True)
+        _print(f'SIGTERM: saved step {step} to {ckpt.directory}; run the same command to '
+               'resume.')
         sys.exit(143)
-      if step % config.checkpoint.every_steps == 0 and step < setup.total_steps:
+      if step < setup.total_steps and evaluated:
+        # A checkpoint at every evaluation, carrying its error: the best one can be kept.
         settle()
-        save(step, {'val_error': last_eval['top1_error']} if evaluated else None)
+        save(step, {'val_error': last_eval['top1_error']}, force=True)
+      elif step % config.checkpoint.every_steps == 0 and step < setup.total_steps:
+        settle()
+        save(step)
     settle()
   progress.close()
 
@@ -277,9 +311,9 @@ def train_and_evaluate(config, workdir: str, argv: list[str]) -> dict:
     suffix = '' if views == 1 else f'_{views}view'
     final[f'val_top1_error{suffix}'] = result['top1_error']
     final[f'val_top5_error{suffix}'] = result['top5_error']
-    print(f'Final validation ({views} view{"s" if views > 1 else ""}, {result["count"]} '
-          f'examples): top-1 error {result["top1_error"]:.2f}%, top-5 error '
-          f'{result["top5_error"]:.2f}%', flush=True)
+    _print(f'Final validation ({views} view{"s" if views > 1 else ""}, {result["count"]} '
+           f'examples): top-1 error {result["top1_error"]:.2f}%, top-5 error '
+           f'{result["top5_error"]:.2f}%')
   record.log(step, {'epoch': step / setup.steps_per_epoch, **final, 'wall_time': time.time()})
   if start < setup.total_steps or not ckpt.steps() or ckpt.steps()[-1] != step:
     save(step, {'val_error': final.get('val_top1_error', math.inf)}, force=True)
@@ -290,6 +324,7 @@ def train_and_evaluate(config, workdir: str, argv: list[str]) -> dict:
 
 def evaluate_checkpoint(config, workdir: str) -> dict:
   """--mode=eval: the workdir's latest checkpoint on the validation split, every view count."""
+  tracking.check_model_config(workdir, config)
   setup = plan(config)
   ckpt = checkpoint_lib.Checkpoints(os.path.join(workdir, 'checkpoints'), keep=config.checkpoint.keep,
                                     keep_best=config.checkpoint.keep_best, async_save=False)
@@ -303,7 +338,7 @@ def evaluate_checkpoint(config, workdir: str) -> dict:
   for views in config.eval.final_views:
     r = run_evaluation(config, setup, eval_step, state['params'], views)
     results[views] = r
-    print(f'step {step}, {views} view(s), {r["count"]} examples: top-1 error '
-          f'{r["top1_error"]:.2f}%, top-5 error {r["top5_error"]:.2f}%', flush=True)
+    _print(f'step {step}, {views} view(s), {r["count"]} examples: top-1 error '
+           f'{r["top1_error"]:.2f}%, top-5 error {r["top5_error"]:.2f}%')
   ckpt.close()
   return results

@@ -6,7 +6,9 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
+from alexnet_jax.checkpoint import CheckpointError
 from alexnet_jax.checkpoint import Checkpoints
 
 
@@ -49,4 +51,34 @@ def test_corrupt_latest_falls_back_with_warning(tmp_path, capsys):
 def test_empty_directory_restores_nothing(tmp_path):
   ckpt = Checkpoints(str(tmp_path / 'none'), keep=1, keep_best=0)
   assert ckpt.restore_latest(jax.eval_shape(lambda: _state(0))) is None
+  ckpt.close()
+
+
+def test_best_is_still_kept_after_a_restart(tmp_path):
+  """The validation errors are written with the checkpoints, so a new process (a resumed run)
+  still knows which one is best."""
+  ckpt = Checkpoints(str(tmp_path), keep=2, keep_best=1)
+  for step, err in {1: 0.5, 2: 0.3, 3: 0.6}.items():
+    ckpt.save(step, _state(step), {'step': step}, metrics={'val_error': err})
+  ckpt.close()
+  ckpt = Checkpoints(str(tmp_path), keep=2, keep_best=1)
+  for step, err in {4: 0.7, 5: 0.8}.items():
+    ckpt.save(step, _state(step), {'step': step}, metrics={'val_error': err})
+  ckpt.wait()
+  assert ckpt.steps() == [2, 4, 5]
+  ckpt.close()
+
+
+def test_a_checkpoint_of_another_model_is_refused_not_set_aside(tmp_path):
+  ckpt = Checkpoints(str(tmp_path), keep=3, keep_best=0)
+  ckpt.save(1, _state(1), {'step': 1})
+  ckpt.close()
+  ckpt = Checkpoints(str(tmp_path), keep=3, keep_best=0)  # as a new process sees it
+  other = jax.eval_shape(lambda: {'params': {'w': jnp.zeros((3, 5))}, 'step': jnp.asarray(0)})
+  with pytest.raises(CheckpointError, match=r'params/w: saved \(3, 4\) float32, expected '
+                                            r'\(3, 5\) float32'):
+    ckpt.restore_latest(other)
+  assert sorted(os.listdir(tmp_path)) == ['1']
+  step, _, _ = ckpt.restore_latest(jax.eval_shape(lambda: _state(0)))
+  assert step == 1
   ckpt.close()

@@ -7,6 +7,7 @@ real imagenet2012 TFDS builder.
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -133,12 +134,64 @@ def test_resume_after_kill_is_exact(reference_run, tiny_data, tmp_path):
 def test_resume_after_kill_during_save_is_exact(reference_run, tiny_data, tmp_path):
   reference, _ = reference_run
   workdir = str(tmp_path / 'killed_saving')
-  killed = _run(_args(tiny_data, workdir), env=_env(ALEXNET_JAX_KILL_DURING_SAVE='8'))
-  assert killed.returncode == -signal.SIGKILL
+  # main.py, killed the moment the asynchronous save of step 8 has started.
+  args = _args(tiny_data, workdir)
+  args[1:2] = [os.path.join('tests', 'kill_during_save.py'), '8']
+  killed = _run(args)
+  assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
   result = _run(_args(tiny_data, workdir))
   assert result.returncode == 0, result.stderr[-3000:]
-  assert 'Resumed from step 4' in result.stdout or 'Resumed from step 8' in result.stdout
+  # Step 8's save may or may not have completed; 6 (the evaluation's) is there either way.
+  assert 'Resumed from step 6' in result.stdout or 'Resumed from step 8' in result.stdout
   assert _losses(workdir) == _losses(reference)
+
+
+def _learning_rates(workdir):
+  return {r['step']: r['learning_rate'] for r in _rows(workdir) if 'learning_rate' in r}
+
+
+def test_resume_restores_the_plateau_schedule(tiny_data, tmp_path):
+  """The plateau rule's state (best error, evaluations without improvement, reductions) is in
+  the checkpoint: killed after its first reduction, the resumed run goes on exactly."""
+  # Evaluations at steps 3, 6, 9; min_delta=100 makes every evaluation after the first a
+  # non-improvement, so with patience 1 the rate drops at 6 and again at 9.
+  plateau = ('--config.schedule.name=plateau', '--config.schedule.warmup_steps=0',
+             '--config.schedule.patience=1',
+             '--config.schedule.min_delta=100', '--config.eval.every_steps=3',
+             '--config.eval.final_views=(1,)')
+  reference = str(tmp_path / 'plateau_reference')
+  result = _run(_args(tiny_data, reference, *plateau))
+  assert result.returncode == 0, result.stderr[-3000:]
+  lrs = _learning_rates(reference)
+  assert lrs[6] == pytest.approx(0.01) and lrs[7] == pytest.approx(1e-3)
+  assert lrs[10] == pytest.approx(1e-4)
+  workdir = str(tmp_path / 'plateau_killed')
+  process = subprocess.Popen(_args(tiny_data, workdir, *plateau), cwd=ROOT, env=_env(),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  _wait_for_step(workdir, 8, process)
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  result = _run(_args(tiny_data, workdir, *plateau))
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'Resumed from step 6' in result.stdout or 'Resumed from step 8' in result.stdout
+  assert _learning_rates(workdir) == lrs
+  assert _losses(workdir) == _losses(reference)
+
+
+def test_best_checkpoint_is_kept_and_a_finished_run_is_not_rerun(reference_run, tiny_data):
+  workdir, _ = reference_run
+  checkpoints = os.path.join(workdir, 'checkpoints')
+  steps = sorted(int(d) for d in os.listdir(checkpoints) if d.isdigit())
+  # Saved: 4, 6 (at the evaluation), 8, 12 (the end); kept: the last 3 (checkpoint.keep) and
+  # the best evaluated one (6 or 12, both among them).
+  assert steps == [6, 8, 12], steps
+  for step in (6, 12):  # evaluated saves carry their validation error on disk
+    assert os.path.exists(os.path.join(checkpoints, str(step), 'metrics')), step
+  rows = _rows(workdir)
+  result = _run(_args(tiny_data, workdir))
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'holds a finished run' in result.stdout
+  assert _rows(workdir) == rows
 
 
 def test_sigterm_saves_then_resumes(reference_run, tiny_data, tmp_path):
@@ -156,10 +209,23 @@ def test_sigterm_saves_then_resumes(reference_run, tiny_data, tmp_path):
 
 
 def test_nan_loss_stops_with_the_step(tiny_data, tmp_path):
+  """A rate of 1e12 from step 6 on (a 'steps' schedule multiplying by 1e14 there) blows the
+  run up after the checkpoint of step 4: the run stops naming the step and step 4 stays."""
   workdir = str(tmp_path / 'nan')
-  result = _run(_args(tiny_data, workdir, '--config.optimizer.learning_rate=1e12'))
+  result = _run(_args(tiny_data, workdir, '--config.schedule.name=steps',
+                      '--config.schedule.boundaries_epochs=()',
+                      '--config.schedule.boundaries_steps=(5,)', '--config.schedule.factor=1e14',
+                      '--config.eval.every_steps=0'))
   assert result.returncode != 0
-  assert 'Loss is nan at step' in result.stderr or 'Loss is inf at step' in result.stderr
+  match = re.search(r'(Loss|Gradient norm) is (nan|inf|-inf) at step (\d+)', result.stderr)
+  assert match, result.stderr[-3000:]
+  bad_step = int(match.group(3))
+  assert bad_step >= 6
+  logged = sorted(_losses(workdir))
+  assert logged == list(range(1, bad_step))  # every step before it, none after
+  checkpoints = os.path.join(workdir, 'checkpoints')
+  assert sorted(int(d) for d in os.listdir(checkpoints) if d.isdigit()) == [4]
+  assert 'checkpoint (step 4) is kept' in result.stderr
 
 
 def test_bfloat16_loss_stays_close(reference_run, tiny_data, tmp_path):
@@ -177,11 +243,26 @@ def test_bad_layouts_and_workdirs_fail_before_compiling(tiny_data, tmp_path):
   cases = [
       (['--config.mesh.model=2', '--config.model.columns=1'], 'mesh.model=2'),
       (['--config.batch_size=7'], 'batch'),
+      (['--config.schedule.name=bogus'], 'schedule.name'),
+      (['--config.optimizer.name=adam'], 'optimizer.name'),
+      (['--config.eval.final_views=(5,)'], 'views'),
   ]
+  workdir = tmp_path / 'layout'
   for extra, message in cases:
-    result = _run(_args(tiny_data, str(tmp_path / 'layout'), *extra), timeout=120)
+    result = _run(_args(tiny_data, str(workdir), *extra), timeout=120)
     assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
     assert 'Traceback' not in result.stderr
+    assert not (workdir / 'config.json').exists()  # nothing written: a fixed command can run
+
+
+def test_eval_mode_refuses_another_model_and_moves_nothing(reference_run, tiny_data):
+  workdir, _ = reference_run
+  before = sorted(os.listdir(os.path.join(workdir, 'checkpoints')))
+  result = _run(_args(tiny_data, workdir, '--mode=eval', '--config.model.width=0.25'),
+                timeout=120)
+  assert result.returncode != 0 and 'another model' in result.stderr, result.stderr[-2000:]
+  assert 'model.width: 0.125 -> 0.25' in result.stderr
+  assert sorted(os.listdir(os.path.join(workdir, 'checkpoints'))) == before
 
 
 def test_checkpoint_moves_between_meshes_and_training_continues(reference_run, tiny_data,

@@ -60,14 +60,17 @@ def plan(config) -> Setup:
   steps_per_epoch = max(1, info.num_train // config.batch_size)
   total = config.num_steps or int(math.ceil(config.num_epochs * steps_per_epoch))
   graphdef, abstract_state = _abstract_state(config)
-  shardings = {
-      'params': parallel.param_sharding(mesh, abstract_state['params']),
-      'opt_state': parallel.param_sharding(mesh, abstract_state['opt_state']),
-      'rng': jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()),
-  }
+  shardings = state_shardings(mesh, abstract_state)
   abstract_state = jax.tree.map(
       lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), abstract_state, shardings)
   return Setup(mesh, info, steps_per_epoch, total, graphdef, abstract_state, shardings)
+
+
+def state_shardings(mesh, state) -> dict:
+  """Where the train state lives: parameters and optimizer state by column, the RNG everywhere."""
+  return {'params': parallel.param_sharding(mesh, state['params']),
+          'opt_state': parallel.param_sharding(mesh, state['opt_state']),
+          'rng': parallel.replicated(mesh)}
 
 
 def _init_state(config):
@@ -90,11 +93,15 @@ def _abstract_state(config):
   return box['graphdef'], abstract
 
 
-def make_train_step(config, setup: Setup):
+def make_train_step(config, mesh, graphdef, shardings):
+  """jit(state, batch, learning_rate, step) -> (state, metrics); the state is donated.
+
+  Needs no data: `shardings` is `state_shardings(mesh, state)`.
+  """
   tx = optim.make_optimizer(config.optimizer)
-  loss_fn = parallel.make_loss_fn(setup.graphdef, setup.mesh, config.model)
-  batch_sharding = parallel.batch_sharding(setup.mesh)
-  s = setup.shardings
+  loss_fn = parallel.make_loss_fn(graphdef, mesh, config.model)
+  batch_sharding = parallel.batch_sharding(mesh)
+  s = shardings
 
   def step_fn(state, batch, learning_rate, step):
     dropout_key = jax.random.fold_in(jax.random.wrap_key_data(state['rng']), step)
@@ -103,7 +110,7 @@ def make_train_step(config, setup: Setup):
         state['params'], batch, dropout_key, True)
     updates, opt_state = tx.update(grads, opt_state, state['params'])
     params = optax.apply_updates(state['params'], updates)
-    metrics = {'loss': loss, 'grad_norm': optax.global_norm(grads), **aux}
+    metrics = {'loss': loss, **aux}
     return {'params': params, 'opt_state': opt_state, 'rng': state['rng']}, metrics
 
   return jax.jit(step_fn, in_shardings=(s, {'image': batch_sharding, 'label': batch_sharding},
@@ -153,6 +160,11 @@ def run_evaluation(config, setup: Setup, eval_step, params, views: int) -> dict:
   return result
 
 
+@jax.jit
+def all_finite(tree) -> jax.Array:
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
 def _print(message: str) -> None:
   if parallel.is_main_process():
     print(message, flush=True)
@@ -195,7 +207,7 @@ def train_and_evaluate(config, workdir: str, argv: list[str]) -> dict:
     record.truncate_after(start)
     _print(f'Resumed from step {start} ({ckpt.directory}).')
 
-  train_step = make_train_step(config, setup)
+  train_step = make_train_step(config, setup.mesh, setup.graphdef, setup.shardings)
   logits_fn = parallel.make_logits_fn(setup.graphdef, setup.mesh, config.model)
   eval_step = evaluate_lib.make_eval_step(logits_fn)
   eval_every = config.eval.every_steps or int(round(config.eval.every_epochs
@@ -206,31 +218,35 @@ def train_and_evaluate(config, workdir: str, argv: list[str]) -> dict:
       seed=config.seed, start_step=start, process_index=shard.index,
       process_count=shard.count)
 
+  def stop(what):
+    ckpt.wait()
+    raise TrainingError(
+        f'{what}: training stopped. The last good checkpoint (step '
+        f'{ckpt.steps()[-1] if ckpt.steps() else "none"}) is kept; lower the learning rate or '
+        'check the data.')
+
   def save(step, metrics=None, force=False):
+    # The loss guards each step; this guards what is saved (an update can overflow after a
+    # finite loss). Checked here, not in the step, so the step needs no extra communication.
+    if not bool(all_finite(state['params'])):
+      stop(f'Parameters are not finite after step {step} (not saved)')
     ckpt.save(step, state, {'step': step, 'schedule': schedule.state.to_dict()},
               metrics=metrics, force=force)
 
   progress = Progress(config.progress, setup.total_steps, setup.steps_per_epoch, start)
-  window = {'loss': 0.0, 'top1': 0.0, 'grad_norm': 0.0, 'count': 0, 'images': 0,
-            'time': time.time()}
+  window = {'loss': 0.0, 'top1': 0.0, 'count': 0, 'images': 0, 'time': time.time()}
   last_eval = {}
   pending = None  # (step, metrics) of the step before: checked while the next one runs
   step = start
 
   def check(pending):
     step_done, metrics = pending
-    loss, grad_norm = float(metrics['loss']), float(metrics['grad_norm'])
-    if not (math.isfinite(loss) and math.isfinite(grad_norm)):
-      ckpt.wait()
-      what = f'Loss is {loss}' if not math.isfinite(loss) else f'Gradient norm is {grad_norm}'
+    loss = float(metrics['loss'])
+    if not math.isfinite(loss):
       # Steps are counted from 1 here, as in metrics.jsonl and the checkpoints (step N = after
-      # N updates); this update was not saved.
-      raise TrainingError(
-          f'{what} at step {step_done + 1}: training stopped. The last good checkpoint '
-          f'(step {ckpt.steps()[-1] if ckpt.steps() else "none"}) is kept; lower the learning '
-          'rate or check the data.')
+      # N updates).
+      stop(f'Loss is {loss} at step {step_done + 1}')
     window['loss'] += loss
-    window['grad_norm'] += grad_norm
     window['top1'] += float(metrics['top1'])
     window['count'] += 1
     return loss
@@ -261,12 +277,11 @@ def train_and_evaluate(config, workdir: str, argv: list[str]) -> dict:
                'learning_rate': lr,
                'train_top1_error': 100.0 * (1 - window['top1'] / (window['count']
                                                                   * config.batch_size)),
-               'grad_norm': window['grad_norm'] / window['count'],
                'images_per_sec': window['images'] / max(elapsed, 1e-9),
                'wall_time': time.time()}
         record.log(step, row)
         progress.update(step, row)
-        window.update(loss=0.0, top1=0.0, grad_norm=0.0, count=0, images=0, time=time.time())
+        window.update(loss=0.0, top1=0.0, count=0, images=0, time=time.time())
       evaluated = False
       if eval_every and step % eval_every == 0 and step < setup.total_steps:
         settle()

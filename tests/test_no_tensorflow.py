@@ -35,7 +35,6 @@ class RefuseTensorFlow(importlib.abc.MetaPathFinder):
 
 sys.meta_path.insert(0, RefuseTensorFlow())
 
-import types
 
 import jax
 import jax.numpy as jnp
@@ -52,16 +51,10 @@ config.batch_size = 4
 
 mesh = parallel.make_mesh(config.mesh, config.model)
 graphdef, state = train._init_state(config)
-shardings = {
-    'params': parallel.param_sharding(mesh, state['params']),
-    'opt_state': parallel.param_sharding(mesh, state['opt_state']),
-    'rng': parallel.replicated(mesh),
-}
+shardings = train.state_shardings(mesh, state)
 state = jax.device_put(state, shardings)
 before = jax.tree.map(np.array, state['params'])
-# make_train_step needs only these three of train.plan's Setup (the rest is the dataset's).
-setup = types.SimpleNamespace(mesh=mesh, graphdef=graphdef, shardings=shardings)
-step_fn = train.make_train_step(config, setup)
+step_fn = train.make_train_step(config, mesh, graphdef, shardings)
 rng = np.random.default_rng(0)
 size = config.model.input_size
 batch = parallel.global_batch(mesh, {

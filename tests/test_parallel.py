@@ -19,8 +19,10 @@ from flax import nnx
 from jax.sharding import PartitionSpec as P
 
 from alexnet_jax import model as model_lib
+from alexnet_jax import optim
 from alexnet_jax import parallel
 from alexnet_jax import summary
+from alexnet_jax import train
 from configs.alexnet import get_config
 
 BATCH = 8
@@ -128,8 +130,7 @@ def _column_of(mesh, device):
 def test_each_device_holds_only_its_column(setup, shape):
   cfg, _, params, _ = setup
   mesh = _mesh(*shape, cfg)
-  tx = optax.chain(optax.add_decayed_weights(5e-4),
-                   optax.inject_hyperparams(optax.sgd)(learning_rate=0.01, momentum=0.9))
+  tx = optim.make_optimizer(get_config().optimizer)  # the paper's optimizer, as trained
   sharded = parallel.shard_params(mesh, params)
   opt_state = jax.jit(tx.init, out_shardings=parallel.param_sharding(
       mesh, jax.eval_shape(tx.init, params)))(sharded)
@@ -227,20 +228,17 @@ def _count(found):
 
 
 def _compiled_train_step(graphdef, params, batch, cfg, mesh):
-  loss_fn = parallel.make_loss_fn(graphdef, mesh, cfg)
-  tx = optax.sgd(0.01, momentum=0.9)
-
-  def train_step(params, opt_state, batch, key):
-    (loss, aux), grads = jax.value_and_grad(
-        lambda p: loss_fn(p, batch, key, train=True), has_aux=True)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss, aux
-
-  sharded = parallel.shard_params(mesh, params)
-  opt_state = parallel.shard_params(mesh, tx.init(params))
-  args = (sharded, opt_state, parallel.global_batch(mesh, batch), jax.random.key(0))
-  compiled = jax.jit(train_step).lower(*args).compile()
-  return compiled, args
+  """The training loop's own step (the paper's optimizer), compiled for `mesh`."""
+  config = get_config('quickstart')
+  config.model = cfg
+  tx = optim.make_optimizer(config.optimizer)
+  state = {'params': params, 'opt_state': tx.init(params),
+           'rng': jax.random.key_data(jax.random.key(0))}
+  shardings = train.state_shardings(mesh, state)
+  state = jax.device_put(state, shardings)
+  step = train.make_train_step(config, mesh, graphdef, shardings)
+  args = (state, parallel.global_batch(mesh, batch), jnp.float32(0.01), jnp.int32(0))
+  return step.lower(*args).compile(), args, shardings
 
 
 def test_train_step_exchanges_only_what_the_split_needs(setup):
@@ -260,7 +258,7 @@ def test_train_step_exchanges_only_what_the_split_needs(setup):
   """
   cfg, graphdef, params, batch = setup
   mesh = _mesh(2, 2, cfg)
-  compiled, args = _compiled_train_step(graphdef, params, batch, cfg, mesh)
+  compiled, args, shardings = _compiled_train_step(graphdef, params, batch, cfg, mesh)
   found = collectives(compiled.as_text(), mesh)
   assert _count(found) == {
       ('all-gather', 'model', 'forward'): 5,
@@ -282,17 +280,16 @@ def test_train_step_exchanges_only_what_the_split_needs(setup):
   sent = 4 * (sum(np.prod(s) for s in gathered) / 2 + sum(np.prod(s) for s in scattered))
   exchanges = summary.column_exchanges(cfg, batch_size=BATCH, data_parallel=2)
   assert sum(e.bytes_per_step for e in exchanges) == sent
-  # The step keeps the layout: new parameters and momentum sharded like the old ones.
-  new_params, new_opt_state, _, _ = compiled(*args)
-  for new, old in zip(jax.tree.leaves((new_params, new_opt_state)),
-                      jax.tree.leaves(args[:2])):
-    assert new.sharding.is_equivalent_to(old.sharding, new.ndim)
+  # The step keeps the layout: new parameters and optimizer state sharded like the old ones.
+  new_state, _ = compiled(*args)
+  for new, want in zip(jax.tree.leaves(new_state), jax.tree.leaves(shardings)):
+    assert new.sharding.is_equivalent_to(want, new.ndim)
 
 
 def test_data_parallel_step_only_averages_gradients(setup):
   cfg, graphdef, params, batch = setup
   mesh = _mesh(2, 1, cfg)
-  compiled, _ = _compiled_train_step(graphdef, params, batch, cfg, mesh)
+  compiled, _, _ = _compiled_train_step(graphdef, params, batch, cfg, mesh)
   assert _count(collectives(compiled.as_text(), mesh)) == {
       ('all-reduce', 'data', 'forward'): 1, ('all-reduce', 'data', 'backward'): 16}
 

@@ -217,9 +217,9 @@ def test_nan_loss_stops_with_the_step(tiny_data, tmp_path):
                       '--config.schedule.boundaries_steps=(5,)', '--config.schedule.factor=1e14',
                       '--config.eval.every_steps=0'))
   assert result.returncode != 0
-  match = re.search(r'(Loss|Gradient norm) is (nan|inf|-inf) at step (\d+)', result.stderr)
+  match = re.search(r'Loss is (nan|inf|-inf) at step (\d+)', result.stderr)
   assert match, result.stderr[-3000:]
-  bad_step = int(match.group(3))
+  bad_step = int(match.group(2))
   assert bad_step >= 6
   logged = sorted(_losses(workdir))
   assert logged == list(range(1, bad_step))  # every step before it, none after

@@ -230,6 +230,60 @@ def test_mini_imagenet_is_made_when_missing_and_is_the_imagenet_layout(tmp_path)
   config.eval_split = 'validation'
   with pytest.raises(DatasetError, match='placeholder'):
     pipeline.prepare(config)
+  # Other settings: its own earlier output is replaced, anything else in the folder is kept.
+  (tmp_path / 'mini' / 'notes.txt').write_text('mine')
+  first_tar = (tmp_path / 'mini' / 'downloads' / 'manual' / 'ILSVRC2012_img_train.tar').read_bytes()
+  config.eval_split, config.mini.seed = 'train[90%:]', 1
+  pipeline._OPENED.clear()
+  assert pipeline.prepare(config).num_train == 108
+  assert (tmp_path / 'mini' / 'notes.txt').read_text() == 'mine'
+  assert (tmp_path / 'mini' / 'downloads' / 'manual' /
+          'ILSVRC2012_img_train.tar').read_bytes() != first_tar
+
+
+def _precious(path):
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_bytes(b'precious: not made by the mini ImageNet')
+  return path
+
+
+def _untouched(*paths):
+  return all(p.read_bytes() == b'precious: not made by the mini ImageNet' for p in paths)
+
+
+def test_making_the_mini_imagenet_never_deletes_what_it_did_not_make(tmp_path, monkeypatch):
+  from alexnet_jax.data import mini_imagenet, tfds_prepare
+  # data_dir='' is TFDS's default folder, where a real ILSVRC-2012 usually is.
+  tfds_home = tmp_path / 'tensorflow_datasets'
+  monkeypatch.setattr(tfds.core.constants, 'DATA_DIR', str(tfds_home))
+  real = [_precious(tfds_home / 'imagenet2012' / '5.1.0' / 'imagenet2012-train.tfrecord-00000'),
+          _precious(tfds_home / 'downloads' / 'manual' / 'ILSVRC2012_img_train.tar'),
+          _precious(tfds_home / 'alexnet_jax_stats' / 'mean.npz')]
+  config = alexnet.get_config('quickstart').data
+  config.data_dir = ''
+  assert pipeline.resolve_data_dir(config) == str(tfds_home)
+  for make in (pipeline.prepare, mini_imagenet.make, tfds_prepare.run):
+    with pytest.raises(DatasetError, match='did not make') as error:
+      make(config)
+    assert 'data.data_dir' in str(error.value)
+    assert '~/.cache/alexnet_jax/mini_imagenet' in str(error.value)
+    assert _untouched(*real)
+  assert not (tfds_home / 'mini_imagenet.json').exists()
+
+  # An empty data_dir, but manual_dir or stats_dir point at someone else's files.
+  config.data_dir = str(tmp_path / 'new')
+  config.manual_dir = str(tfds_home / 'downloads' / 'manual')
+  with pytest.raises(DatasetError, match='ILSVRC2012_img_train.tar, which it did not make'):
+    pipeline.prepare(config)
+  config.manual_dir = ''
+  config.stats_dir = str(tmp_path / 'stats')
+  source_name = tfds.builder('imagenet2012', data_dir=config.data_dir).info.full_name
+  stats_file = _precious(tmp_path / 'stats' / os.path.basename(
+      pipeline.stats_path(config, source_name)))
+  with pytest.raises(DatasetError, match='which it did not make'):
+    pipeline.prepare(config)
+  assert _untouched(*real, stats_file)
+  assert not (tmp_path / 'new').exists()  # refused before writing anything
 
 
 def test_the_mini_classes_differ_in_colour_and_shape():

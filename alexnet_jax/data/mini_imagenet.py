@@ -6,7 +6,8 @@ writes real JPEGs for the first `data.mini.num_classes` synsets of TFDS's ImageN
 (so labels are 0..N-1), packs them as ILSVRC2012_img_train.tar (a tar of per-synset tars), prepares
 them with TFDS's `imagenet2012` builder and computes the mean image and RGB PCA, so training reads
 them through exactly the ImageNet code path. `pipeline.prepare()` runs this by itself when the data
-is missing. Validation is a held-out slice of train (see docs/data.md for why).
+is missing. Validation is a held-out slice of train (see docs/data.md for why). It only replaces
+its own earlier output: a data.data_dir holding anything else (e.g. a real ILSVRC-2012) is refused.
 
 Each class has its own shape, colour and texture; size, aspect ratio, position, colour, background
 and noise vary per image, so a small AlexNet has something to learn but not a constant to memorize.
@@ -141,20 +142,101 @@ def _params(data_config) -> dict:
               jpeg_quality=int(mini.jpeg_quality), seed=int(mini.seed), version=1)
 
 
+def _read_marker(root: str) -> dict | None:
+  """The data dir's `mini_imagenet.json`, or None if there is none (or it is unreadable).
+
+  It holds the `data.mini` settings, 'complete' (False while making; absent in markers written
+  before it existed, which were only written when complete) and 'made': every path this module
+  writes besides the marker itself (absent in older markers).
+  """
+  try:
+    with open(os.path.join(root, _PARAMS_FILE)) as f:
+      marker = json.load(f)
+  except (OSError, ValueError):
+    return None
+  return marker if isinstance(marker, dict) else None
+
+
+def _write_marker(root: str, marker: dict) -> None:
+  os.makedirs(root, exist_ok=True)
+  path = os.path.join(root, _PARAMS_FILE)
+  with open(path + '.tmp', 'w') as f:
+    json.dump(marker, f)
+  os.replace(path + '.tmp', path)  # never a half-written marker
+
+
 def is_made(data_config) -> bool:
-  """Whether the prepared data on disk was made with the config's `data.mini` settings."""
+  """Whether the prepared data on disk was made, completely, with the config's `data.mini`."""
+  from alexnet_jax.data import pipeline
+
+  marker = _read_marker(pipeline.resolve_data_dir(data_config))
+  return (marker is not None and marker.get('complete', True) and
+          all(marker.get(k) == v for k, v in _params(data_config).items()))
+
+
+def _outputs(data_config) -> list[str]:
+  """Every path `make` writes (the prepared dataset folder, the two tars, the stats file)."""
   from alexnet_jax.data import pipeline
 
   root = pipeline.resolve_data_dir(data_config)
-  try:
-    with open(os.path.join(root, _PARAMS_FILE)) as f:
-      return json.load(f) == _params(data_config)
-  except (OSError, ValueError):
-    return False
+  manual_dir = pipeline.resolve_manual_dir(data_config)
+  # The stats file's name has the TFDS version in it; the one the pipeline will look for.
+  import tensorflow_datasets as tfds
+  source_name = tfds.builder('imagenet2012', data_dir=root).info.full_name
+  return [os.path.join(root, 'imagenet2012'),
+          os.path.join(manual_dir, ilsvrc_archive.TRAIN_TAR),
+          os.path.join(manual_dir, ilsvrc_archive.VAL_TAR),
+          pipeline.stats_path(data_config, source_name)]
+
+
+def _inside(path: str, folder: str) -> bool:
+  return os.path.commonpath([os.path.abspath(path), os.path.abspath(folder)]) == \
+      os.path.abspath(folder)
+
+
+def _check_nothing_foreign(data_config) -> list[str]:
+  """Raises DatasetError unless every path `make` would replace was made by `make` itself;
+  returns those paths. Nothing is ever deleted that this module did not write."""
+  from alexnet_jax.data import pipeline
+
+  root = pipeline.resolve_data_dir(data_config)
+  marker = _read_marker(root)
+  fix = ('Set data.data_dir to a new or empty folder for the mini ImageNet (the quickstart uses '
+         '~/.cache/alexnet_jax/mini_imagenet), and leave data.manual_dir and data.stats_dir '
+         'empty unless they point at folders of their own.')
+  if marker is None:
+    try:
+      entries = sorted(os.listdir(root))
+    except FileNotFoundError:
+      entries = []
+    except NotADirectoryError:
+      entries = [root]
+    if entries:
+      raise pipeline.DatasetError(
+          f'data.data_dir = {root} already holds data that the mini ImageNet did not make '
+          f'({", ".join(entries[:5])}{", ..." if len(entries) > 5 else ""}; no '
+          f'{_PARAMS_FILE} there). Making the mini ImageNet would replace its imagenet2012 '
+          f'dataset and tars (e.g. a real ILSVRC-2012), so nothing was changed. {fix}')
+  outputs = _outputs(data_config)
+  if marker is not None and 'made' in marker:
+    owned = {os.path.abspath(p) for p in marker['made']}
+    ours = lambda path: os.path.abspath(path) in owned  # noqa: E731
+  else:  # an older marker: it owned its data dir
+    ours = lambda path: _inside(path, root)  # noqa: E731
+  foreign = [p for p in outputs if os.path.lexists(p) and not ours(p)]
+  if foreign:
+    raise pipeline.DatasetError(
+        'Making the mini ImageNet would replace ' + ', '.join(foreign) + ', which it did not '
+        f'make (it may be real data), so nothing was changed. {fix}')
+  return outputs
 
 
 def make(data_config, *, log=print) -> None:
-  """Writes the JPEGs and the train tar, prepares them with TFDS, computes the stats."""
+  """Writes the JPEGs and the train tar, prepares them with TFDS, computes the stats.
+
+  Refuses (DatasetError) if data.data_dir holds anything without the mini ImageNet's marker, or
+  if a path it writes exists and was not made by it: it replaces only its own earlier output.
+  """
   import tensorflow_datasets as tfds
   from alexnet_jax.data import pipeline, stats
 
@@ -162,12 +244,15 @@ def make(data_config, *, log=print) -> None:
   p = _params(data_config)
   root = pipeline.resolve_data_dir(data_config)
   manual_dir = pipeline.resolve_manual_dir(data_config)
-  # Anything made with other settings is stale: remove it so TFDS prepares afresh.
-  params_path = os.path.join(root, _PARAMS_FILE)
-  if os.path.exists(params_path):
-    os.remove(params_path)
-  for stale in (os.path.join(root, 'imagenet2012'), manual_dir, pipeline.resolve_stats_dir(data_config)):
-    shutil.rmtree(stale, ignore_errors=True)
+  outputs = _check_nothing_foreign(data_config)
+  # Claim the outputs before writing any of them, so an interrupted make can be made again.
+  _write_marker(root, {**p, 'complete': False, 'made': outputs})
+  # Our own output made with other settings is stale: remove it so TFDS prepares afresh.
+  for path in outputs:
+    if os.path.isdir(path) and not os.path.islink(path):
+      shutil.rmtree(path)
+    elif os.path.lexists(path):
+      os.remove(path)
 
   rng = np.random.default_rng(p['seed'])
   images = {}
@@ -192,8 +277,7 @@ def make(data_config, *, log=print) -> None:
   log(f'mini_imagenet: prepared with the imagenet2012 builder in {root} '
       f'({time.time() - start:.1f}s)')
   stats.compute_and_save(data_config, log=log)
-  with open(params_path, 'w') as f:
-    json.dump(p, f)
+  _write_marker(root, {**p, 'complete': True, 'made': outputs})
   log(f'mini_imagenet: done in {time.time() - start:.1f}s')
 
 

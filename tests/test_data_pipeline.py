@@ -14,7 +14,7 @@ import tensorflow_datasets as tfds  # noqa: E402
 
 from alexnet_jax.data import pipeline, stats  # noqa: E402
 from configs import alexnet  # noqa: E402
-from data_testlib import data_config, data_encode, data_random_image  # noqa: E402
+from data_testlib import data_bad_images, data_config, data_encode, data_random_image  # noqa: E402
 
 DatasetError = pipeline.DatasetError
 
@@ -64,13 +64,37 @@ def test_odd_files_of_real_imagenet_pass_preparation_and_the_pipeline(data_fake_
                                                views=1)
             for im, m in zip(b['image'][:, 0], b['mask']) if m]
   assert len(images) == 21 and all(np.isfinite(im).all() for im in images)
-  it = pipeline.train_iterator(data_fake_imagenet, image_size=56, global_batch_size=7, seed=3)
-  for _ in range(9):  # three epochs
-    assert np.isfinite(next(it)['image']).all()
+  assert all(np.abs(im).max() > 1 for im in images)  # none is the undecodable placeholder
+  assert data_fake_imagenet.fused_decode_crop  # the default training path
   for fused in (True, False):
     config = data_fake_imagenet.copy_and_resolve_references()
     config.fused_decode_crop = fused
-    next(pipeline.train_iterator(config, image_size=56, global_batch_size=21, seed=0))
+    it = pipeline.train_iterator(config, image_size=56, global_batch_size=21, seed=3,
+                                 weights=True)
+    for _ in range(3):  # three epochs, each of all 21 files, every one decoded (weight 1)
+      batch = next(it)
+      assert batch['weight'].tolist() == [1.0] * 21
+      assert sorted(batch['label'].tolist()) == [0] * 7 + [1] * 7 + [2] * 7
+      assert np.isfinite(batch['image']).all()
+
+
+@pytest.mark.parametrize('fused', [True, False])
+def test_each_odd_kind_of_file_is_decoded_for_training(tmp_path, fused):
+  # One class per kind, so the label says which file an example is.
+  kinds = data_bad_images(np.random.default_rng(8))
+  for c, (kind, data) in enumerate(sorted(kinds.items())):
+    folder = tmp_path / 'train' / f'{c}_{kind}'
+    folder.mkdir(parents=True)
+    (folder / 'n0_1.JPEG').write_bytes(data)
+  config = data_config(dataset='image_folder', folder=str(tmp_path), train_split='train',
+                       eval_split='train', resize_size=64, mean='none', pca_noise='none',
+                       fused_decode_crop=fused)
+  batch = next(pipeline.train_iterator(config, image_size=56, global_batch_size=4, seed=0,
+                                       weights=True))
+  assert sorted(batch['label'].tolist()) == [0, 1, 2, 3]
+  assert batch['weight'].tolist() == [1.0] * 4  # not one placeholder
+  for image in batch['image']:
+    assert image.std() > 5  # decoded content (the truncated one: its top half), not a constant
 
 
 def test_same_seed_and_step_give_the_same_batch_and_resuming_matches(data_fake_imagenet):
@@ -88,6 +112,7 @@ def test_same_seed_and_step_give_the_same_batch_and_resuming_matches(data_fake_i
   assert not np.array_equal(other[0]['image'], uninterrupted[0]['image'])
   for step in (1, 5, 6, 11):
     resumed = run(seed=5, start_step=step, steps=1)[0]
+    assert set(resumed) == {'image', 'label'}  # 'weight' only when asked for
     np.testing.assert_array_equal(resumed['image'], uninterrupted[step]['image'])
     np.testing.assert_array_equal(resumed['label'], uninterrupted[step]['label'])
 
@@ -150,6 +175,28 @@ def test_empty_or_missing_splits_fail_early_and_clearly(data_fake_imagenet, tmp_
     pipeline.prepare(missing)
   assert 'python -m alexnet_jax.data.tfds_prepare' in str(error.value)
   assert str(tmp_path / 'nothing') in str(error.value)
+  # The commands prepare what this config reads: its data_dir, not the default one.
+  flag = f'--config.data.data_dir={tmp_path / "nothing"}'
+  assert f'alexnet_jax.data.tfds_prepare --config=configs/alexnet.py {flag}' in str(error.value)
+  assert f'alexnet_jax.data.stats --config=configs/alexnet.py {flag}' in str(error.value)
+
+
+def test_printed_commands_carry_the_data_settings_that_differ():
+  assert pipeline.command(pipeline.PREPARE_COMMAND, data_config()) == pipeline.PREPARE_COMMAND
+  config = data_config(data_dir='/data/tfds', manual_dir='/data/tars', train_split='train[:50%]',
+                       resize_size=128, mean='channel')
+  assert pipeline.command(pipeline.PREPARE_COMMAND, config, '--overwrite') == (
+      pipeline.PREPARE_COMMAND + ' --config.data.data_dir=/data/tfds '
+      '--config.data.manual_dir=/data/tars --overwrite')
+  stats_command = pipeline.command(pipeline.STATS_COMMAND, config)
+  assert "'--config.data.train_split=train[:50%]'" in stats_command  # quoted for the shell
+  assert '--config.data.resize_size=128' in stats_command
+  mini = alexnet.get_config('quickstart').data
+  assert pipeline.command(pipeline.MINI_COMMAND, mini) == pipeline.MINI_COMMAND
+  mini.data_dir, mini.mini.images_per_class = '/tmp/m', 12
+  assert pipeline.command(pipeline.MINI_COMMAND, mini) == (
+      pipeline.MINI_COMMAND + ' --config.data.data_dir=/tmp/m '
+      '--config.data.mini.images_per_class=12')
 
 
 def test_labels_must_fit_the_model(data_fake_imagenet, data_folder):
@@ -306,8 +353,14 @@ def test_a_half_deleted_dataset_fails_at_start_up(data_fake_imagenet, tmp_path):
   pipeline._OPENED.clear()  # a new run
   train_file = next((root / 'imagenet2012').rglob('imagenet2012-train.tfrecord-*'))
   train_file.unlink()
-  with pytest.raises(DatasetError, match='incomplete'):
+  with pytest.raises(DatasetError, match='incomplete') as error:
     pipeline.prepare(config)
+  # Preparing again needs the tars: the message says where they go, and the commands carry
+  # this config's data_dir and manual_dir.
+  message = str(error.value)
+  assert 'ILSVRC2012_img_train.tar' in message and data_fake_imagenet.manual_dir in message
+  assert (f'--config.data.data_dir={root} --config.data.manual_dir='
+          f'{data_fake_imagenet.manual_dir} --overwrite') in message
 
 
 def test_image_folder_split_slices(data_folder):
@@ -333,24 +386,91 @@ def test_the_prepare_command_says_where_the_tars_go(tmp_path):
   assert str(tmp_path / 'downloads' / 'manual') in str(error.value)
 
 
-def test_an_undecodable_file_is_skipped_without_stopping_or_unbalancing(tmp_path):
+def _folder_with_an_undecodable_file(root, n=5, bad=2):
+  """n JPEGs in two classes (c0, c1 alternating); file `bad` is cut inside its header."""
   rng = np.random.default_rng(5)
-  for i in range(5):
-    folder = tmp_path / 'train' / f'c{i % 2}'
+  for i in range(n):
+    folder = root / 'train' / f'c{i % 2}'
     folder.mkdir(parents=True, exist_ok=True)
     data = data_encode(data_random_image(rng, 40, 50))
-    if i == 2:
+    if i == bad:
       data = data[:200]  # cut inside the header: no row can be decoded
     (folder / f'{i}.jpg').write_bytes(data)
+  return data_config(dataset='image_folder', folder=str(root), train_split='train',
+                     eval_split='train', resize_size=32, mean='channel', chunk_size=2,
+                     window_chunks=2, shuffle_buffer=4)
+
+
+def test_an_undecodable_file_is_evaluated_as_a_placeholder_and_counted_once(tmp_path):
+  config = _folder_with_an_undecodable_file(tmp_path, bad=3)  # a file of class c1
+  info = pipeline.prepare(config)
+  assert info.num_train == info.num_eval == 5
+  plain = _plain(config)
+  examples, batch_counts = [], []
+  for i in range(2):  # shares of 2 and 3
+    batches = list(pipeline.eval_iterator(plain, image_size=24, global_batch_size=2, views=1,
+                                          process_index=i, process_count=2))
+    batch_counts.append(len(batches))
+    examples += [(im, int(label)) for b in batches
+                 for im, label, m in zip(b['image'][:, 0], b['label'], b['mask']) if m]
+  assert batch_counts == [3, 3]
+  # Every example of the split counts exactly once, so the count is info.num_eval; the
+  # undecodable one is the mean image (zero after mean subtraction), with its own label (c1).
+  assert len(examples) == info.num_eval
+  placeholders = [label for im, label in examples if not im.any()]
+  assert placeholders == [1]
+  readable = {_digest(im) for im, _ in examples if im.any()}
+  assert len(readable) == 4
+  assert sorted(label for _, label in examples) == [0, 0, 0, 1, 1]
+
+
+def test_an_undecodable_file_keeps_every_batch_a_function_of_seed_and_step(tmp_path):
+  config = _folder_with_an_undecodable_file(tmp_path)  # random crops, mirrors, colour noise
+
+  def run(start_step, steps):
+    it = pipeline.train_iterator(config, image_size=24, global_batch_size=2, seed=1,
+                                 start_step=start_step, weights=True)
+    return [next(it) for _ in range(steps)]
+
+  uninterrupted = run(0, 15)  # 30 examples: six epochs of 5, one file undecodable in each
+  weights = np.concatenate([b['weight'] for b in uninterrupted])
+  assert weights.reshape(6, 5).sum(1).tolist() == [4.0] * 6  # in its place, once per epoch
+  for b in uninterrupted:
+    assert not b['image'][b['weight'] == 0].any()  # the placeholder: the mean image
+    assert np.isfinite(b['image']).all() and b['image'][b['weight'] == 1].std() > 1
+  for step in range(1, 15):
+    resumed = run(step, 1)[0]
+    for key in ('image', 'label', 'weight'):
+      np.testing.assert_array_equal(resumed[key], uninterrupted[step][key],
+                                    err_msg=f'step {step}, {key}')
+
+
+def test_training_on_files_nothing_can_be_decoded_from_stops(tmp_path):
+  for i in range(4):
+    folder = tmp_path / 'train' / f'c{i % 2}'
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f'{i}.jpg').write_bytes(b'not an image at all')
   config = data_config(dataset='image_folder', folder=str(tmp_path), train_split='train',
                        eval_split='train', resize_size=32, mean='channel')
-  assert pipeline.prepare(config).num_train == 5
-  it = pipeline.train_iterator(config, image_size=24, global_batch_size=4, seed=0)
-  assert all(np.isfinite(next(it)['image']).all() for _ in range(4))
-  counts = [[b['mask'].sum() for b in pipeline.eval_iterator(
-      config, image_size=24, global_batch_size=2, views=1, process_index=i, process_count=2)]
-            for i in range(2)]
-  assert len(counts[0]) == len(counts[1]) == 3 and sum(map(sum, counts)) == 4  # shares 2 and 3
+  with pytest.raises(DatasetError, match='could be decoded'):
+    next(pipeline.train_iterator(config, image_size=24, global_batch_size=2, seed=0))
+
+
+def test_labels_outside_the_classes_fail_loudly(data_fake_imagenet):
+  # The fixture's labels are 0, 1 and 2; a mini_imagenet config of 2 classes expects 0 and 1.
+  config = data_fake_imagenet.copy_and_resolve_references()
+  config.dataset, config.eval_split, config.mini.num_classes = 'mini_imagenet', 'train', 2
+  with pytest.raises(DatasetError, match=r'label outside 0\.\.1') as error:
+    it = pipeline.train_iterator(config, image_size=56, global_batch_size=3, seed=0)
+    for _ in range(7):  # one epoch: a 2 comes up
+      next(it)
+  assert 'data.mini.num_classes' in str(error.value)
+  with pytest.raises(DatasetError, match=r'label outside 0\.\.1'):
+    list(pipeline.eval_iterator(config, image_size=56, global_batch_size=7, views=1))
+  # Every example out of range: an error at once, never an iterator that skips forever.
+  config.mini.num_classes = 0
+  with pytest.raises(DatasetError, match='label outside'):
+    next(pipeline.train_iterator(config, image_size=56, global_batch_size=21, seed=0))
 
 
 def test_resuming_far_into_training_does_not_replay_the_epochs(data_fake_imagenet):

@@ -6,7 +6,9 @@ with a seed of (seed, process, epoch), reads `window_chunks` of them interleaved
 with a seeded buffer that restarts at every window. A run resumed at step s therefore computes
 which window and which element of it step s starts at and reads only that window's chunks to get
 there, never an epoch. Crops, mirrors and colour noise use stateless ops keyed by
-(seed, process, position in the stream).
+(seed, process, position in the stream). A file nothing can be decoded from keeps its position
+as a placeholder (weight 0 in training; counted, with its label, in evaluation), so neither
+the order nor the evaluated count depends on whether every file can be read.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import dataclasses
 import hashlib
 import os
 import re
+import shlex
 from collections.abc import Iterator
 
 import numpy as np
@@ -28,6 +31,40 @@ from alexnet_jax.data.ilsvrc_archive import TRAIN_TAR, VAL_TAR
 PREPARE_COMMAND = 'python -m alexnet_jax.data.tfds_prepare --config=configs/alexnet.py'
 STATS_COMMAND = 'python -m alexnet_jax.data.stats --config=configs/alexnet.py'
 MINI_COMMAND = 'python -m alexnet_jax.data.mini_imagenet --config=configs/alexnet.py:quickstart'
+# The data fields each command reads, with their values in the config the command names
+# (configs/alexnet.py, or its quickstart for MINI_COMMAND): a message adds a
+# --config.data.<field>=<value> flag for every field the user's config sets otherwise.
+_PAPER_DATA = {'dataset': 'imagenet2012', 'tfds_name': '', 'data_dir': '', 'manual_dir': '',
+               'folder': '', 'train_split': 'train', 'resize_size': 256, 'stats_dir': '',
+               'stats_max_examples': 0}
+_QUICKSTART_DATA = {'dataset': 'mini_imagenet', 'data_dir': '~/.cache/alexnet_jax/mini_imagenet',
+                    'manual_dir': '', 'train_split': 'train[:90%]', 'resize_size': 128,
+                    'stats_dir': '', 'stats_max_examples': 0, 'mini.num_classes': 10,
+                    'mini.images_per_class': 300, 'mini.min_side': 80, 'mini.max_side': 220,
+                    'mini.jpeg_quality': 90, 'mini.seed': 0}
+_COMMAND_FIELDS = {
+    PREPARE_COMMAND: (_PAPER_DATA, ('dataset', 'tfds_name', 'data_dir', 'manual_dir')),
+    STATS_COMMAND: (_PAPER_DATA, ('dataset', 'tfds_name', 'data_dir', 'manual_dir', 'folder',
+                                  'train_split', 'resize_size', 'stats_dir',
+                                  'stats_max_examples')),
+    MINI_COMMAND: (_QUICKSTART_DATA, tuple(_QUICKSTART_DATA)),
+}
+
+
+def command(base: str, data_config, extra: str = '') -> str:
+  """`base` (one of the commands above) with flags for the user's data settings, so that it
+  prepares what this config reads (e.g. --config.data.data_dir=... when it is not the default)."""
+  defaults, fields = _COMMAND_FIELDS[base]
+  flags = []
+  for field in fields:
+    value = data_config
+    for part in field.split('.'):
+      value = value.get(part, None) if value is not None else None
+    if value is not None and value != defaults.get(field):
+      flags.append(shlex.quote(f'--config.data.{field}={value}'))
+  return ' '.join([base, *flags] + ([extra] if extra else []))
+
+
 # TFDS builder of each dataset (data.tfds_name overrides).
 _TFDS_NAMES = {'imagenet2012': 'imagenet2012', 'mini_imagenet': 'imagenet2012',
                'imagenette': 'imagenette/full-size-v2'}
@@ -107,15 +144,16 @@ def _tfds_builder(data_config):
 
 
 def _imagenet_missing_message(data_config, what: str, prepare_flags: str = '') -> str:
+  """`what`, then where the ILSVRC-2012 tars go and the commands that prepare them."""
   manual = resolve_manual_dir(data_config)
   found = [f for f in (TRAIN_TAR, VAL_TAR) if os.path.exists(os.path.join(manual, f))]
   return (
       f'{what}\nILSVRC-2012 is prepared once from the manual download (docs/data.md):\n'
       f'  1. put {TRAIN_TAR} and {VAL_TAR} (from image-net.org) in\n     {manual}\n'
       f'     (found there now: {", ".join(found) or "nothing"}; or set data.manual_dir)\n'
-      f'  2. run: {PREPARE_COMMAND}{prepare_flags}\n'
+      f'  2. run: {command(PREPARE_COMMAND, data_config, prepare_flags)}\n'
       f'     (it writes to data.data_dir = {resolve_data_dir(data_config)})\n'
-      f'  3. run: {STATS_COMMAND}')
+      f'  3. run: {command(STATS_COMMAND, data_config)}')
 
 
 def _not_prepared(data_config, builder) -> DatasetError:
@@ -124,7 +162,7 @@ def _not_prepared(data_config, builder) -> DatasetError:
         data_config, f'ImageNet is not prepared in {builder.data_dir}.'))
   return DatasetError(
       f'{builder.info.full_name} is not prepared in {resolve_data_dir(data_config)}. Run: '
-      f'{PREPARE_COMMAND} (with your config).')
+      f'{command(PREPARE_COMMAND, data_config)}')
 
 
 def _open_source(data_config, splits: list[str]) -> sources_lib.Source:
@@ -144,7 +182,8 @@ def _open_source(data_config, splits: list[str]) -> sources_lib.Source:
   builder = _tfds_builder(data_config)
   if not builder.info.splits:
     if builder.is_prepared():
-      raise DatasetError(f'{builder.data_dir} holds no splits: re-run {PREPARE_COMMAND}.')
+      raise DatasetError(f'{builder.data_dir} holds no splits: re-run '
+                         f'{command(PREPARE_COMMAND, data_config, "--overwrite")}.')
     # No files to read by position (tfds.testing.mock_data, or nothing written): go through
     # as_dataset, which fails if there is really nothing.
     try:
@@ -168,16 +207,21 @@ def _segments(data_config, source, split: str, role: str) -> list[sources_lib.Se
       have = ', '.join(source.split_sizes())
     msg = f'The {role} split {split!r} is not in {source.name} (it has: {have or "none"}).'
     if data_config.dataset == 'imagenet2012':
-      msg = _imagenet_missing_message(data_config, msg, prepare_flags=' --overwrite')
+      msg = _imagenet_missing_message(data_config, msg, prepare_flags='--overwrite')
     raise DatasetError(msg) from e
   if not segments:
     raise DatasetError(f'The {role} split {split!r} of {source.name} is empty. Check data.'
                        f'{role}_split (a slice like "train[90%:]" of a tiny dataset can be empty).')
   missing = sorted({s.key for s in segments if s.key and not os.path.exists(s.key)})
   if missing:
+    msg = (f'{len(missing)} file(s) of split {split!r} of {source.name} are missing, e.g. '
+           f'{missing[0]}: the dataset is incomplete.')
+    if data_config.dataset == 'imagenet2012':  # the tars must be there to prepare again
+      raise DatasetError(_imagenet_missing_message(data_config, msg, prepare_flags='--overwrite'))
+    if data_config.dataset == 'mini_imagenet':
+      raise DatasetError(f'{msg} Make it again: {command(MINI_COMMAND, data_config)}')
     raise DatasetError(
-        f'{len(missing)} file(s) of split {split!r} of {source.name} are missing, e.g. '
-        f'{missing[0]}: the dataset is incomplete. Prepare it again: {PREPARE_COMMAND} --overwrite')
+        f'{msg} Prepare it again: {command(PREPARE_COMMAND, data_config, "--overwrite")}')
   return segments
 
 
@@ -221,9 +265,9 @@ def load_stats(data_config, source_name: str) -> dict | None:
   path = stats_path(data_config, source_name)
   if not os.path.exists(path):
     if data_config.dataset == 'mini_imagenet':
-      fix = f'run {MINI_COMMAND} (making the data also computes its stats)'
+      fix = f'run {command(MINI_COMMAND, data_config)} (making the data also computes its stats)'
     else:
-      fix = f'run {STATS_COMMAND} (with your config) once'
+      fix = f'run {command(STATS_COMMAND, data_config)} once'
     raise DatasetError(
         f'data.mean={data_config.mean!r} / data.pca_noise={data_config.pca_noise!r} need the '
         f'training split\'s mean image / PCA, which is not at {path}: {fix}; or set '
@@ -256,7 +300,8 @@ def prepare(data_config, *, model_num_classes: int | None = None) -> DatasetInfo
   stats = load_stats(data_config, opened.source.name)
   if stats is not None and int(stats['resize_size']) != data_config.resize_size:
     raise DatasetError(f'The stats file was computed at resize_size={int(stats["resize_size"])}, '
-                       f'the config asks for {data_config.resize_size}: run {STATS_COMMAND}.')
+                       f'the config asks for {data_config.resize_size}: run '
+                       f'{command(STATS_COMMAND, data_config)}.')
   if model_num_classes is not None and opened.num_classes > model_num_classes:
     raise DatasetError(
         f'{opened.source.name} has {opened.num_classes} classes but the model has '
@@ -333,19 +378,64 @@ def _parallel(data_config) -> int:
   return tf.data.AUTOTUNE if data_config.parallel_calls < 0 else int(data_config.parallel_calls)
 
 
-def _check_labels(num_classes: int):
+def _checked_labels(num_classes: int):
+  """label -> int32 label, with any label outside 0..num_classes-1 turned into -1. Nothing in
+  the graph fails on it (an error there would be dropped with the undecodable files): the
+  iterators raise DatasetError when a -1 comes out."""
   def check(label):
-    with tf.control_dependencies([tf.debugging.assert_less(
-        label, tf.constant(num_classes, tf.int64),
-        message=f'A label is >= the dataset\'s {num_classes} classes (data.mini.num_classes or '
-                'the dataset does not match the data)')]):
-      return tf.cast(label, tf.int32)
+    label = tf.cast(label, tf.int64)
+    ok = tf.logical_and(label >= 0, label < num_classes)
+    return tf.cast(tf.where(ok, label, -1), tf.int32)
   return check
 
 
+def _decoded_or_placeholder(decode, args, placeholder):
+  """A dataset of exactly one element: decode(*args), or `placeholder` if decoding fails (with a
+  warning). Used per example through an order-keeping interleave (`_interleave_args`), so a file
+  nothing can be decoded from keeps its place in the stream, with its label."""
+  return (tf.data.Dataset.from_tensors(args).map(decode)
+          .ignore_errors(log_warning=True)  # logs which file failed and why
+          .concatenate(tf.data.Dataset.from_tensors(placeholder)).take(1))
+
+
+def _interleave_args(data_config) -> dict:
+  """Order-keeping parallel interleave over one-element datasets (a parallel map that can
+  catch a failure per element)."""
+  parallel = _parallel(data_config)
+  return dict(cycle_length=parallel if parallel > 0 else tf.data.AUTOTUNE, block_length=1,
+              num_parallel_calls=parallel, deterministic=True)
+
+
+def _numpy_batches(datasets: list[tf.data.Dataset], keys: tuple[str, ...], num_classes: int,
+                   what: str, check_decoded: bool) -> Iterator[dict[str, np.ndarray]]:
+  """The batches of `datasets` (stacked in order when several) as numpy, with only `keys`.
+
+  Raises DatasetError at a label outside the classes (-1 from `_checked_labels`), and with
+  `check_decoded` at a batch in which not one image could be decoded (weight all 0): the data
+  is not images TensorFlow can read, and training on nothing must not go on silently.
+  """
+  if len(datasets) == 1:
+    iterator = datasets[0].as_numpy_iterator()
+  else:
+    iterator = (
+        {key: np.concatenate([b[key] for b in batches]) for key in batches[0]}
+        for batches in tf.data.Dataset.zip(tuple(datasets)).as_numpy_iterator())
+  for batch in iterator:
+    if batch['label'].min() < 0:
+      raise DatasetError(
+          f'{what} has a label outside 0..{num_classes - 1}, the classes the config expects '
+          '(does data.dataset, data.tfds_name or data.mini.num_classes match the data on '
+          'disk?).')
+    if check_decoded and not batch['weight'].any():
+      raise DatasetError(
+          f'Not one of the {len(batch["weight"])} images of a batch of {what} could be decoded '
+          '(see the warnings above): it does not hold images TensorFlow can read.')
+    yield {key: batch[key] for key in keys}
+
+
 def _window_plans(chunks, window_chunks: int, seed: int, process_index: int, start: int):
-  """Yields (chunk ids, shuffle seed, elements to skip, stream position of the first element)
-  for every window from the one holding stream position `start` on, forever."""
+  """Yields (chunk ids, shuffle seed, elements to skip, stream positions of the first element
+  and of the end) for every window from the one holding stream position `start` on, forever."""
   counts = np.array([c.count for c in chunks], np.int64)
   n = int(counts.sum())
   epoch, offset = divmod(start, n)
@@ -359,7 +449,7 @@ def _window_plans(chunks, window_chunks: int, seed: int, process_index: int, sta
         offset -= size
       else:
         yield (ids.astype(np.int64), _seed_int(seed, process_index, epoch, w), offset,
-               position + offset)
+               position + offset, position + size)
         offset = 0
       position += size
     epoch += 1
@@ -386,38 +476,79 @@ def train_dataset(data_config, *, image_size: int, global_batch_size: int, seed:
   plans = tf.data.Dataset.from_generator(
       lambda: _window_plans(chunks, window_chunks, seed, process_index, start_step * local_batch),
       output_signature=(tf.TensorSpec([None], tf.int64), tf.TensorSpec([], tf.int64),
-                        tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int64)))
+                        tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int64),
+                        tf.TensorSpec([], tf.int64)))
 
-  def window(ids, shuffle_seed, skip, first_position):
+  def window(ids, shuffle_seed, skip, first_position, end_position):
+    """(position, (encoded image, label), is_end) of the window's examples, then one end marker
+    (end_position, ..., True)."""
     ds = tf.data.Dataset.from_tensor_slices(ids).interleave(
         lambda i: source.read(keys[i], starts[i], counts[i]), cycle_length=window_chunks,
         block_length=1, num_parallel_calls=window_chunks, deterministic=True)
     ds = ds.shuffle(int(data_config.shuffle_buffer), seed=shuffle_seed).skip(skip)
-    return tf.data.Dataset.zip(tf.data.Dataset.range(first_position, np.iinfo(np.int64).max), ds)
+    ds = tf.data.Dataset.zip(tf.data.Dataset.range(first_position, end_position), ds,
+                             tf.data.Dataset.from_tensors(False).repeat())
+    end = (end_position, (tf.constant(b''), tf.constant(0, tf.int64)), tf.constant(True))
+    return ds.concatenate(tf.data.Dataset.from_tensors(end))
 
   base_seed = _seed_int(seed, process_index, 1)
-  check = _check_labels(opened.num_classes)
+  check = _checked_labels(opened.num_classes)
 
-  def example(position, image_and_label):
-    image_bytes, label = image_and_label
+  def decode(position, example, is_end):
+    image_bytes, label = example
     key = tf.stack([tf.constant(base_seed, tf.int64), position])
-    return {'image': preprocess_lib.train_image(image_bytes, key, p), 'label': check(label)}
+    image = tf.cond(is_end, lambda: tf.zeros([image_size, image_size, 3], tf.float32),
+                    lambda: preprocess_lib.train_image(image_bytes, key, p))
+    return position, image, check(label), is_end
+
+  # A file nothing can be decoded from (e.g. cut inside its header) fails `decode`, and
+  # ignore_errors drops it with a warning. The positions that arrive then have a gap, which is
+  # filled with placeholders (the mean image, label 0, weight 0: the loss ignores them), so every
+  # example keeps its position and the batch of each step stays a function of (seed, step). The
+  # end marker of each window closes a gap at its end, so even a window of only undecodable files
+  # yields (placeholders) rather than have ignore_errors read on forever.
+  def fill_gap(expected, element):
+    """-> (next expected position, the examples from `expected` to `element`: placeholders for
+    the gap, then the element unless it is an end marker)."""
+    position, image, label, is_end = element
+    gap = position - expected
+    keep = tf.where(is_end, tf.constant(0, tf.int64), 1)
+
+    def alone():
+      return {'image': image[None], 'label': label[None], 'weight': tf.ones([1])}
+
+    def with_gap():
+      n = gap + keep
+      return {'image': tf.concat([tf.zeros(tf.concat([[gap], tf.shape(image, tf.int64)], 0)),
+                                  image[None]], 0)[:n],
+              'label': tf.concat([tf.zeros([gap], tf.int32), label[None]], 0)[:n],
+              'weight': tf.concat([tf.zeros([gap]), [1.0]], 0)[:n]}
+
+    regular = tf.logical_and(tf.equal(gap, 0), tf.logical_not(is_end))
+    return position + keep, tf.cond(regular, alone, with_gap)
 
   ds = plans.flat_map(window)
-  ds = ds.map(example, num_parallel_calls=_parallel(data_config), deterministic=True)
-  # A file nothing can be decoded from (e.g. cut inside its header) is skipped, not fatal. The
-  # skip is itself deterministic: positions were numbered before decoding.
-  ds = ds.ignore_errors(log_warning=True)
-  ds = ds.batch(local_batch, drop_remainder=True).prefetch(int(data_config.prefetch))
+  ds = ds.map(decode, num_parallel_calls=_parallel(data_config), deterministic=True)
+  ds = ds.ignore_errors(log_warning=True)  # the warning names the error
+  ds = ds.scan(tf.constant(start_step * local_batch, tf.int64), fill_gap)
+  # Each element is now a stack of 1 (or more, or 0) examples: re-cut into batches.
+  ds = ds.rebatch(local_batch, drop_remainder=True).prefetch(int(data_config.prefetch))
   return ds.with_options(_options(data_config))
 
 
 def train_iterator(data_config, *, image_size: int, global_batch_size: int, seed: int,
-                   start_step: int = 0, process_index: int = 0,
-                   process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
+                   start_step: int = 0, process_index: int = 0, process_count: int = 1,
+                   weights: bool = False) -> Iterator[dict[str, np.ndarray]]:
   """Infinite iterator of this process's batches: {'image': float32 [B, S, S, 3], 'label': int32
-  [B]}, B = global_batch_size // process_count. The batch of step s depends only on (config,
-  seed, s, process), so start_step=s resumes exactly; getting there reads at most one window.
+  [B]}, B = global_batch_size // process_count, and with `weights` also 'weight': float32 [B],
+  1 for every example but 0 for the placeholder (the mean image, label 0) that stands in for
+  a file nothing could be decoded from (a warning names the failure). Without `weights` the
+  placeholder is trained on like any example, so a training loop should ask for them and weight
+  its loss with them.
+
+  The batch of step s depends only on (config, seed, s, process), undecodable files included, so
+  start_step=s resumes exactly; getting there reads at most one window. A label outside the
+  dataset's classes raises DatasetError, as does a batch with not one decodable image.
 
   `data_config.shards` (0: one per process) fixes how the split is divided: each process reads
   shards/process_count of them and stacks their batches in shard order, so the GLOBAL batch of a
@@ -431,11 +562,9 @@ def train_iterator(data_config, *, image_size: int, global_batch_size: int, seed
       data_config, image_size=image_size, global_batch_size=global_batch_size, seed=seed,
       start_step=start_step, process_index=process_index * per_process + j,
       process_count=shards) for j in range(per_process)]
-  if per_process == 1:
-    return datasets[0].as_numpy_iterator()
-  return (
-      {key: np.concatenate([b[key] for b in batches]) for key in batches[0]}
-      for batches in tf.data.Dataset.zip(tuple(datasets)).as_numpy_iterator())
+  keys = ('image', 'label', 'weight') if weights else ('image', 'label')
+  return _numpy_batches(datasets, keys, _open(data_config).num_classes,
+                        f'the training split {data_config.train_split!r}', check_decoded=True)
 
 
 def eval_dataset(data_config, *, image_size: int, global_batch_size: int, views: int,
@@ -455,18 +584,25 @@ def eval_dataset(data_config, *, image_size: int, global_batch_size: int, views:
   keys = tf.constant([s.key for s in segments], tf.string)
   starts = tf.constant([s.start for s in segments], tf.int64)
   counts = tf.constant([s.count for s in segments], tf.int64)
-  check = _check_labels(opened.num_classes)
+  check = _checked_labels(opened.num_classes)
+
+  def decode(image_bytes):
+    return preprocess_lib.eval_views(image_bytes, views, p)
+
+  # An undecodable file is evaluated as the mean image (all zeros after normalization), with its
+  # label and mask True: it counts once, like every example of the split, as (almost surely) an
+  # error; the run goes on, with a warning naming the failure.
+  placeholder = tf.zeros([views, image_size, image_size, 3], tf.float32)
 
   def example(image_bytes, label):
-    return {'image': preprocess_lib.eval_views(image_bytes, views, p), 'label': check(label),
-            'mask': tf.constant(True)}
+    label = check(label)
+    return _decoded_or_placeholder(decode, image_bytes, placeholder).map(
+        lambda image: {'image': image, 'label': label, 'mask': tf.constant(True)})
 
   ds = tf.data.Dataset.range(len(segments)).flat_map(
       lambda i: source.read(keys[i], starts[i], counts[i]))
-  ds = ds.map(example, num_parallel_calls=_parallel(data_config), deterministic=True)
-  # An undecodable file is left out (and logged) rather than stopping the evaluation; the
-  # padding below then fills in for it, so the batch count stays the same on every process.
-  ds = ds.ignore_errors(log_warning=True)
+  ds = ds.interleave(example, **_interleave_args(data_config))
+  # Padding (mask False) fills the last batches, so every process yields the same batch count.
   padding = {'image': tf.zeros([views, image_size, image_size, 3], tf.float32),
              'label': tf.constant(0, tf.int32), 'mask': tf.constant(False)}
   ds = ds.concatenate(tf.data.Dataset.from_tensors(padding).repeat())
@@ -479,10 +615,12 @@ def eval_iterator(data_config, *, image_size: int, global_batch_size: int, views
                   process_index: int = 0,
                   process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
   """Finite iterator: {'image': float32 [B, views, S, S, 3], 'label': int32 [B], 'mask': bool
-  [B]}. Over all processes every eval example appears exactly once with mask True (a file that
-  cannot be decoded at all is left out, with a warning); all processes yield the same number of
-  batches (padding is masked), so multi-host evaluation cannot hang."""
-  return eval_dataset(data_config, image_size=image_size, global_batch_size=global_batch_size,
-                      views=views, process_index=process_index,
-                      process_count=process_count).as_numpy_iterator()
-
+  [B]}. Over all processes every example of the eval split appears exactly once with mask True,
+  so the mask count is always DatasetInfo.num_eval: a file nothing can be decoded from is there
+  as the mean image (a warning says so) with its own label. All processes yield the same number
+  of batches (padding is masked), so multi-host evaluation cannot hang. A label outside the
+  dataset's classes raises DatasetError."""
+  ds = eval_dataset(data_config, image_size=image_size, global_batch_size=global_batch_size,
+                    views=views, process_index=process_index, process_count=process_count)
+  return _numpy_batches([ds], ('image', 'label', 'mask'), _open(data_config).num_classes,
+                        f'the eval split {data_config.eval_split!r}', check_decoded=False)

@@ -22,7 +22,7 @@ def run(data_config, overwrite: bool = False) -> None:
     return
   if data_config.dataset == 'image_folder':
     print('image_folder datasets need no preparation; compute their stats with '
-          f'{pipeline.STATS_COMMAND}')
+          f'{pipeline.command(pipeline.STATS_COMMAND, data_config)}')
     return
   builder = pipeline._tfds_builder(data_config)  # pylint: disable=protected-access
   manual_dir = pipeline.resolve_manual_dir(data_config)
@@ -36,7 +36,8 @@ def run(data_config, overwrite: bool = False) -> None:
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
       manual_dir=manual_dir, download_mode=mode))
   print(f'Prepared {builder.info.full_name} in {builder.data_dir}: {builder.info.splits}')
-  print(f'Next, unless data.mean and data.pca_noise need no stats: {pipeline.STATS_COMMAND}')
+  print('Next, unless data.mean and data.pca_noise need no stats: '
+        f'{pipeline.command(pipeline.STATS_COMMAND, data_config)}')
 
 
 def main(argv):

@@ -113,8 +113,9 @@ def make_train_step(config, mesh, graphdef, shardings):
     metrics = {'loss': loss, **aux}
     return {'params': params, 'opt_state': opt_state, 'rng': state['rng']}, metrics
 
-  return jax.jit(step_fn, in_shardings=(s, {'image': batch_sharding, 'label': batch_sharding},
-                                        None, None),
+  # 'weight' is 0 for the placeholders of undecodable files (the loss ignores them).
+  batch_shardings = {'image': batch_sharding, 'label': batch_sharding, 'weight': batch_sharding}
+  return jax.jit(step_fn, in_shardings=(s, batch_shardings, None, None),
                  out_shardings=(s, None), donate_argnums=(0,))
 
 
@@ -216,7 +217,7 @@ def train_and_evaluate(config, workdir: str, argv: list[str]) -> dict:
   batches = pipeline.train_iterator(
       config.data, image_size=config.model.input_size, global_batch_size=config.batch_size,
       seed=config.seed, start_step=start, process_index=shard.index,
-      process_count=shard.count)
+      process_count=shard.count, weights=True)
 
   def stop(what):
     ckpt.wait()
@@ -234,7 +235,8 @@ def train_and_evaluate(config, workdir: str, argv: list[str]) -> dict:
               metrics=metrics, force=force)
 
   progress = Progress(config.progress, setup.total_steps, setup.steps_per_epoch, start)
-  window = {'loss': 0.0, 'top1': 0.0, 'count': 0, 'images': 0, 'time': time.time()}
+  window = {'loss': 0.0, 'top1': 0.0, 'examples': 0.0, 'count': 0, 'images': 0,
+            'time': time.time()}
   last_eval = {}
   pending = None  # (step, metrics) of the step before: checked while the next one runs
   step = start
@@ -248,6 +250,7 @@ def train_and_evaluate(config, workdir: str, argv: list[str]) -> dict:
       stop(f'Loss is {loss} at step {step_done + 1}')
     window['loss'] += loss
     window['top1'] += float(metrics['top1'])
+    window['examples'] += float(metrics['count'])
     window['count'] += 1
     return loss
 
@@ -275,13 +278,12 @@ def train_and_evaluate(config, workdir: str, argv: list[str]) -> dict:
         elapsed = time.time() - window['time']
         row = {'epoch': step / setup.steps_per_epoch, 'loss': window['loss'] / window['count'],
                'learning_rate': lr,
-               'train_top1_error': 100.0 * (1 - window['top1'] / (window['count']
-                                                                  * config.batch_size)),
+               'train_top1_error': 100.0 * (1 - window['top1'] / max(window['examples'], 1.0)),
                'images_per_sec': window['images'] / max(elapsed, 1e-9),
                'wall_time': time.time()}
         record.log(step, row)
         progress.update(step, row)
-        window.update(loss=0.0, top1=0.0, count=0, images=0, time=time.time())
+        window.update(loss=0.0, top1=0.0, examples=0.0, count=0, images=0, time=time.time())
       evaluated = False
       if eval_every and step % eval_every == 0 and step < setup.total_steps:
         settle()

@@ -112,8 +112,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   d.pca_noise = 'code'
   d.pca_std = 0.1          # std of the per-image, per-component noise coefficients (paper)
   d.input_scale = 1.0      # images are (0-255 RGB - mean) * input_scale; small nets like ~1/60
-  # A JPEG that ends early keeps its decoded rows (the rest is grey) rather than stop the run;
-  # one with nothing decodable is skipped with a warning.
+  # A JPEG that ends early keeps its decoded rows (the rest is grey) rather than stop the run.
+  # A file nothing can be decoded from keeps its place (so batches stay a function of the
+  # step): in training as a weight-0 placeholder, in evaluation as the mean image (an error).
   d.truncated_jpeg_fraction = 0.0  # least fraction of lines that must decode (0: any)
   # Training order: each process's share of the split is cut into chunks of chunk_size examples
   # (positions in the TFDS files, so a resumed run seeks there instead of reading an epoch);

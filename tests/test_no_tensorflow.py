@@ -59,7 +59,8 @@ rng = np.random.default_rng(0)
 size = config.model.input_size
 batch = parallel.global_batch(mesh, {
     'image': rng.standard_normal((config.batch_size, size, size, 3)).astype(np.float32),
-    'label': rng.integers(0, config.model.num_classes, config.batch_size).astype(np.int32)})
+    'label': rng.integers(0, config.model.num_classes, config.batch_size).astype(np.int32),
+    'weight': np.ones(config.batch_size, np.float32)})
 state, metrics = step_fn(state, batch, jnp.float32(0.01), jnp.int32(0))
 loss = float(metrics['loss'])
 changed = sum(int(not np.array_equal(a, np.asarray(b))) for a, b in zip(

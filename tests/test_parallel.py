@@ -237,6 +237,7 @@ def _compiled_train_step(graphdef, params, batch, cfg, mesh):
   shardings = train.state_shardings(mesh, state)
   state = jax.device_put(state, shardings)
   step = train.make_train_step(config, mesh, graphdef, shardings)
+  batch = dict(batch, weight=np.ones(len(batch['label']), np.float32))
   args = (state, parallel.global_batch(mesh, batch), jnp.float32(0.01), jnp.int32(0))
   return step.lower(*args).compile(), args, shardings
 

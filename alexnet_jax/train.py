@@ -52,7 +52,7 @@ def plan(config) -> Setup:
   optim.validate(config.optimizer, config.schedule)
   mesh = parallel.make_mesh(config.mesh, config.model)
   parallel.check_batch(mesh, config.batch_size)
-  info = pipeline.prepare(config.data)
+  info = pipeline.prepare(config.data, image_size=config.model.input_size)
   if info.num_classes > config.model.num_classes:
     raise TrainingError(
         f'The dataset has {info.num_classes} classes but model.num_classes is '

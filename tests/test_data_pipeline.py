@@ -205,6 +205,19 @@ def test_labels_must_fit_the_model(data_fake_imagenet, data_folder):
   assert pipeline.prepare(data_folder, model_num_classes=3).num_classes == 3
 
 
+def test_preprocessing_settings_are_checked_at_start_up(data_folder):
+  config = data_folder.copy_and_resolve_references()
+  assert pipeline.prepare(config, image_size=24).num_classes == 3
+  config.channel_mean = ('abc',)  # what `--config.data.channel_mean=abc` makes
+  with pytest.raises(DatasetError, match='three numbers'):
+    pipeline.prepare(config, image_size=24)
+  config.channel_mean = (1.0, 2.0)
+  with pytest.raises(DatasetError, match='three numbers'):
+    pipeline.prepare(config, image_size=24)
+  with pytest.raises(DatasetError, match='larger than data.resize_size'):
+    pipeline.prepare(data_folder, image_size=64)
+
+
 def test_stats_mean_image_and_pca_and_their_use(tmp_path):
   # Images already at the stored size (32x32 PNG): the mean image is the plain pixel mean.
   rng = np.random.default_rng(4)

@@ -276,12 +276,14 @@ def load_stats(data_config, source_name: str) -> dict | None:
     return {k: f[k] for k in f.files}
 
 
-def prepare(data_config, *, model_num_classes: int | None = None) -> DatasetInfo:
+def prepare(data_config, *, model_num_classes: int | None = None,
+            image_size: int | None = None) -> DatasetInfo:
   """Checks the dataset is there and complete, before anything is compiled.
 
   dataset='mini_imagenet' is made (under a minute) when missing; 'imagenette' is downloaded by
   TFDS when missing (needs the internet). Anything else missing raises DatasetError saying which
-  command fixes it. With `model_num_classes`, also checks the labels fit the model's head.
+  command fixes it. With `model_num_classes`, also checks the labels fit the model's head; with
+  `image_size` (the model's input), also every preprocessing setting.
   """
   if data_config.dataset == 'mini_imagenet':
     from alexnet_jax.data import mini_imagenet  # pylint: disable=import-outside-toplevel
@@ -306,6 +308,8 @@ def prepare(data_config, *, model_num_classes: int | None = None) -> DatasetInfo
     raise DatasetError(
         f'{opened.source.name} has {opened.num_classes} classes but the model has '
         f'{model_num_classes} outputs: set model.num_classes={opened.num_classes}.')
+  if image_size is not None:
+    preprocessing(data_config, image_size, stats)
   return DatasetInfo(
       num_train=sources_lib.num_examples(opened.train),
       num_eval=sources_lib.num_examples(opened.eval),
@@ -325,8 +329,14 @@ def preprocessing(data_config, image_size: int, stats: dict | None) -> preproces
     c = (r - s) // 2
     mean = np.asarray(stats['mean_image'])[c:c + s, c:c + s]  # the original code: central crop
   elif data_config.mean == 'channel':
-    mean = np.asarray(data_config.channel_mean if data_config.channel_mean is not None
-                      else stats['channel_mean'], np.float32)
+    try:
+      mean = np.asarray(data_config.channel_mean if data_config.channel_mean is not None
+                        else stats['channel_mean'], np.float32)
+    except ValueError:
+      mean = np.zeros([0], np.float32)  # reported below
+    if mean.shape != (3,):
+      raise DatasetError(f'data.channel_mean={data_config.channel_mean!r}: three numbers (RGB, '
+                         '0-255), e.g. (127.30,119.72,104.91), or None for the stats file\'s.')
   elif data_config.mean == 'none':
     mean = np.zeros([], np.float32)
   else:

@@ -149,6 +149,12 @@ def scaled(features: int, width: float) -> int:
   return max(1, int(round(features * width)))
 
 
+# conv1_impl='auto' on CPU: XLA:CPU's 11x11/4 convolution is slow with few output channels.
+# Measured (bench/conv_impl.py, bench/RESULTS.md): im2col is 1.5x faster with 24 (quarter width)
+# and 6-15% slower with 48 and 96; so im2col up to 32, the convolution above.
+IM2COL_MAX_CONV1_FEATURES = 32
+
+
 def _on_cpu() -> bool:
   return jax.default_backend() == 'cpu'
 
@@ -273,7 +279,7 @@ class AlexNet(nnx.Module):
       merged = _merged_kernel(kernel)
       impl = cfg.conv1_impl
       if impl == 'auto':
-        impl = 'im2col' if _on_cpu() else 'conv'
+        impl = 'im2col' if _on_cpu() and merged.shape[-1] <= IM2COL_MAX_CONV1_FEATURES else 'conv'
       if layer.name == 'conv1' and impl == 'im2col':
         y = _conv_im2col(x, merged, layer.stride, padding)
       else:

@@ -79,7 +79,8 @@ def _torch_forward(tensors, cfg, images):
     return torch.cat([F.local_response_norm(p, 5, alpha=1e-4, beta=0.75, k=2.0)
                       for p in torch.chunk(x, c, 1)], 1)
 
-  x = F.pad(x, (0, 3, 0, 3))
+  (top, bottom), (left, right) = model_lib.conv1_padding(cfg)
+  x = F.pad(x, (left, right, top, bottom))
   x = F.max_pool2d(lrn(torch.relu(F.conv2d(x, *w('conv1'), stride=4))), 3, 2)
   x = F.max_pool2d(lrn(torch.relu(F.conv2d(x, *w('conv2'), padding=2, groups=c))), 3, 2)
   x = torch.relu(F.conv2d(x, *w('conv3'), padding=1))
@@ -100,15 +101,18 @@ def main():
   parser.add_argument('--batch', type=int, default=32)
   parser.add_argument('--width', type=float, default=1.0)
   parser.add_argument('--steps', type=int, default=3)
+  parser.add_argument('--input_size', type=int, default=224)
   parser.add_argument('--no-torch', action='store_true')
   args = parser.parse_args()
   base = get_config().model
   base.width = args.width
+  base.input_size = args.input_size
   rng = np.random.default_rng(0)
-  images = rng.standard_normal((args.batch, 224, 224, 3)).astype(np.float32)
+  size = args.input_size
+  images = rng.standard_normal((args.batch, size, size, 3)).astype(np.float32)
   labels = rng.integers(0, 1000, args.batch).astype(np.int32)
   print(f'backend: {jax.default_backend()} ({jax.devices()[0].device_kind}), '
-        f'{os.cpu_count()} CPU cores, batch {args.batch}, width {args.width}')
+        f'{os.cpu_count()} CPU cores, batch {args.batch}, width {args.width}, input {size}')
   print(f'{"implementation":<36} {"step (s)":>9} {"images/s":>9} {"compile (s)":>12}')
   params = None
   for conv_impl, conv1_impl in [('split', 'im2col'), ('split', 'conv'), ('grouped', 'im2col'),

@@ -19,6 +19,17 @@ from orbax.checkpoint import checkpoint_managers as policies
 log = logging.getLogger(__name__)
 
 
+class _QuietPeriodicSaves(logging.Filter):
+  """Periodic saves carry no validation error by design (only evaluated ones do); orbax warns
+  about each of them, which would interleave with the progress lines."""
+
+  def filter(self, record):
+    return 'did not provide metrics' not in str(record.msg)
+
+
+logging.getLogger('absl').addFilter(_QuietPeriodicSaves())
+
+
 class CheckpointError(RuntimeError):
   pass
 

@@ -541,7 +541,10 @@ def train_dataset(data_config, *, image_size: int, global_batch_size: int, seed:
   ds = ds.map(decode, num_parallel_calls=_parallel(data_config), deterministic=True)
   ds = ds.ignore_errors(log_warning=True)  # the warning names the error
   ds = ds.scan(tf.constant(start_step * local_batch, tf.int64), fill_gap)
-  # Each element is now a stack of 1 (or more, or 0) examples: re-cut into batches.
+  # Each element is now a stack of 1 (or more, or 0) examples: re-cut into batches. The empty
+  # stacks (end markers without a gap) are dropped first: rebatch handles them correctly but
+  # logs a TensorFlow error line for each.
+  ds = ds.filter(lambda e: tf.size(e['label']) > 0)
   ds = ds.rebatch(local_batch, drop_remainder=True).prefetch(int(data_config.prefetch))
   return ds.with_options(_options(data_config))
 

@@ -272,6 +272,7 @@ def make(data_config, *, log=print) -> None:
       f'{manual_dir} in {time.time() - start:.1f}s')
 
   builder = tfds.builder('imagenet2012', data_dir=root)
+  tfds.disable_progress_bar()  # seconds of work; its bars would garble the run's output
   builder.download_and_prepare(
       download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
   log(f'mini_imagenet: prepared with the imagenet2012 builder in {root} '

@@ -213,8 +213,10 @@ def _quickstart(config: ml_collections.ConfigDict) -> None:
   """A quarter-width net at 112x112 on the built-in miniature ImageNet (10 classes).
 
   Departs from the paper where a small net on a CPU needs it: He-normal init with zero biases
-  (the paper's N(0, 0.01) with biases 1 stays at chance at this width), and 112-pixel inputs
-  (224 at quarter width is ~4x slower per image and did not learn in time).
+  (the paper's N(0, 0.01) with biases 1 stays at chance at this width: 91% top-1 error after 5
+  epochs, measured with `--config.model.init=paper --config.model.bias_init=1.0`), inputs scaled
+  to unit size for that init, and 112-pixel inputs (224 at quarter width is ~4x slower per image
+  and did not learn within the time budget in a calibration run).
   """
   m = config.model
   m.width = 0.25

@@ -3,6 +3,10 @@
   python main.py --config=configs/alexnet.py --mode=summary
   python main.py --config=configs/alexnet.py:quickstart --workdir=runs/quickstart
   python main.py --config=configs/alexnet.py --workdir=runs/alexnet --config.model.lrn=False
+  python main.py --config=configs/alexnet.py:quickstart --workdir=runs/abl/baseline --mode=eval
+  python main.py --config=configs/alexnet.py:quickstart --workdir=runs/quickstart \
+      --mode=predict --image=a.jpg b.png
+  python main.py --config=configs/alexnet.py:quickstart --workdir=runs/quickstart --mode=figures
 """
 
 import logging
@@ -19,10 +23,22 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
     'config', None, 'A config file with get_config(arg), e.g. configs/alexnet.py:quickstart.',
     lock_config=True)
-flags.DEFINE_string('workdir', None, 'Directory for checkpoints, metrics and the run record.')
-flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'summary'],
+flags.DEFINE_string('workdir', None,
+                    'Directory for checkpoints, metrics and the run record. --mode=eval also '
+                    'takes several (comma-separated), or a folder of runs such as a sweep\'s '
+                    'ROOT/NAME (all its seeds): it evaluates each and their ensemble.')
+flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'summary', 'predict', 'figures'],
                   'train: train (resuming from the workdir); eval: evaluate the workdir\'s '
-                  'checkpoint; summary: print the model table and exit (needs no data).')
+                  'checkpoint (or an ensemble of several); summary: print the model table and '
+                  'exit (needs no data); predict: the top-5 classes of --image files; figures: '
+                  'the paper\'s Figures 3 and 4 into WORKDIR/figures/.')
+flags.DEFINE_multi_string('image', [], '--mode=predict: an image file; repeat the flag, or '
+                          'list more files after the flags: --image=a.jpg b.jpg c.png')
+flags.DEFINE_string('output', None, '--mode=eval / predict: also write the results as JSON here.')
+flags.DEFINE_integer('search_images', 0, '--mode=figures: training images searched for the '
+                     'nearest neighbours of Figure 4 (0: the whole training split).')
+flags.DEFINE_bool('tpu_vm', False, 'This is one host of a multi-host TPU VM: join the others '
+                  '(JAX reads the TPU metadata). The sweep\'s tpu_vm backend passes it.')
 flags.DEFINE_string('coordinator_address', None,
                     'host:port of process 0, for several processes started by hand (SLURM and '
                     'TPU VMs are detected without it).')
@@ -32,16 +48,23 @@ flags.mark_flags_as_required(['config'])
 
 
 def main(argv):
-  if len(argv) > 1:
+  images = list(FLAGS.image)
+  if FLAGS.mode == 'predict':
+    images += argv[1:]  # --image=a.jpg b.jpg c.jpg
+  elif len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if not FLAGS['verbosity'].present:
     # Library INFO logs (orbax, TFDS, the metric writer) would bury the progress lines;
     # `--verbosity=0` brings them back.
     absl_logging.set_verbosity(absl_logging.WARNING)
   from alexnet_jax import cli
-  cli.run(FLAGS.config, mode=FLAGS.mode, workdir=FLAGS.workdir, argv=sys.argv,
-          distributed={'coordinator_address': FLAGS.coordinator_address,
-                       'num_processes': FLAGS.num_processes, 'process_id': FLAGS.process_id})
+  status = cli.run(FLAGS.config, mode=FLAGS.mode, workdir=FLAGS.workdir, argv=sys.argv,
+                   distributed={'coordinator_address': FLAGS.coordinator_address,
+                                'num_processes': FLAGS.num_processes,
+                                'process_id': FLAGS.process_id, 'tpu': FLAGS.tpu_vm},
+                   images=images, output=FLAGS.output, search_images=FLAGS.search_images)
+  if status:
+    sys.exit(status)
 
 
 def _config_argument(argv) -> str | None:

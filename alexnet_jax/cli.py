@@ -29,7 +29,9 @@ def validate(config) -> None:
 
 
 def run(config, *, mode: str, workdir: str | None, argv: list[str],
-        distributed: dict | None = None) -> None:
+        distributed: dict | None = None, images: list[str] | None = None,
+        output: str | None = None, search_images: int = 0) -> int:
+  """Runs `mode`; returns the exit status (errors the user can fix exit with one line)."""
   try:
     validate(config)
   except ValueError as e:
@@ -37,20 +39,51 @@ def run(config, *, mode: str, workdir: str | None, argv: list[str],
   if mode == 'summary':
     from alexnet_jax import summary
     print(summary.summarize(config.model, config.batch_size))
-    return
+    return 0
   if workdir is None:
     sys.exit(f'--mode={mode} needs --workdir=DIR (where checkpoints and metrics go).')
+  if mode == 'predict' and not images:
+    sys.exit('--mode=predict needs --image=FILE [FILE ...].')
   from alexnet_jax import parallel
-  parallel.initialize_distributed(**(distributed or {}))
+  if mode in ('train', 'eval'):  # predict and figures run in one process, on one device
+    parallel.initialize_distributed(**(distributed or {}))
   from alexnet_jax import checkpoint
   from alexnet_jax import train
   from alexnet_jax import tracking
   from alexnet_jax.data import pipeline
   try:
-    if mode == 'train':
-      train.train_and_evaluate(config, workdir, argv)
-    else:
-      train.evaluate_checkpoint(config, workdir)
+    return _run_mode(config, mode, workdir, argv, images, output, search_images)
   except (pipeline.DatasetError, parallel.LayoutError, tracking.WorkdirError,
           train.TrainingError, checkpoint.CheckpointError) as e:
     sys.exit(f'{type(e).__name__}: {e}')
+
+
+def _run_mode(config, mode, workdir, argv, images, output, search_images) -> int:
+  from alexnet_jax import train
+  if mode == 'train':
+    train.train_and_evaluate(config, workdir, argv)
+  elif mode == 'predict':
+    from alexnet_jax import predict
+    return predict.run(config, workdir, images, output)
+  elif mode == 'figures':
+    from alexnet_jax import figures
+    record = figures.make_figures(config, workdir, search_images)
+    colour = ', '.join(f'{v:.2f}' for v in record['figure3']['colour_measure_per_column'])
+    print(f'Wrote Figures 3 and 4 of step {record["step"]} to {workdir}/figures/ '
+          f'(conv1 colour measure per column: {colour}).')
+  else:
+    from alexnet_jax import ensemble
+    if ensemble.is_run(workdir):  # one workdir
+      results = train.evaluate_checkpoint(config, workdir)
+      if output:
+        _write_results(output, {f'{views}_view': r for views, r in results.items()})
+    else:  # several, or a folder of runs: each member and the ensemble
+      ensemble.evaluate_ensemble(config, ensemble.expand_workdirs(workdir), output)
+  return 0
+
+
+def _write_results(path: str, results: dict) -> None:
+  from alexnet_jax import fileio
+  from alexnet_jax import parallel
+  if parallel.is_main_process():
+    fileio.write_json_atomic(path, results, indent=2)

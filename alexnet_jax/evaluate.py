@@ -13,6 +13,12 @@ def correct_counts(logits: jax.Array, labels: jax.Array, mask: jax.Array) -> dic
   Views are combined by averaging softmax probabilities, as the paper did for its 10 views.
   """
   probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).mean(axis=1)
+  return counts_from_probs(probs, labels, mask)
+
+
+def counts_from_probs(probs: jax.Array, labels: jax.Array,
+                      mask: jax.Array) -> dict[str, jax.Array]:
+  """`correct_counts` of class probabilities [B, N] (already averaged over views or nets)."""
   top5 = jax.lax.top_k(probs, min(5, probs.shape[-1]))[1]
   hit1 = top5[:, 0] == labels
   hit5 = jnp.any(top5 == labels[:, None], axis=-1)

@@ -147,6 +147,13 @@ class Workdir:
     scalars = {k: v for k, v in row.items() if k != 'step' and isinstance(v, (int, float))}
     self._tensorboard().write_scalars(int(step), scalars)
 
+  def log_images(self, step: int, images: dict) -> None:
+    """TensorBoard images: {name: uint8 [H, W, 3] or [N, H, W, 3]} (not in metrics.jsonl)."""
+    if not self.is_writer:
+      return
+    batches = {k: v[None] if v.ndim == 3 else v for k, v in images.items()}
+    self._tensorboard().write_images(int(step), batches)
+
   def final_row(self, step: int) -> dict | None:
     """The final-evaluation row logged at `step`, if the run got that far."""
     path = os.path.join(self.path, 'metrics.jsonl')

@@ -22,6 +22,7 @@ from flax import nnx
 
 from alexnet_jax import checkpoint as checkpoint_lib
 from alexnet_jax import evaluate as evaluate_lib
+from alexnet_jax import figures
 from alexnet_jax import model as model_lib
 from alexnet_jax import optim
 from alexnet_jax import parallel
@@ -298,6 +299,7 @@ def train_and_evaluate(config, workdir: str, argv: list[str]) -> dict:
                           'val_top1_error': last_eval['top1_error'],
                           'val_top5_error': last_eval['top5_error'],
                           'wall_time': time.time()})
+        record.log_images(step, {'conv1': figures.conv1_grid_image(state['params'])})
         progress.note(f"step {step}: validation top-1 error {last_eval['top1_error']:.2f}%, "
                       f"top-5 {last_eval['top5_error']:.2f}%")
         window['time'] += time.time() - eval_start  # images/s counts training time only
@@ -332,6 +334,7 @@ def train_and_evaluate(config, workdir: str, argv: list[str]) -> dict:
            f'examples): top-1 error {result["top1_error"]:.2f}%, top-5 error '
            f'{result["top5_error"]:.2f}%')
   record.log(step, {'epoch': step / setup.steps_per_epoch, **final, 'wall_time': time.time()})
+  record.log_images(step, {'conv1': figures.conv1_grid_image(state['params'])})
   if start < setup.total_steps or not ckpt.steps() or ckpt.steps()[-1] != step:
     save(step, {'val_error': final.get('val_top1_error', math.inf)}, force=True)
   ckpt.close()

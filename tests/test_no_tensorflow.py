@@ -40,6 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from alexnet_jax import (ensemble, figures, inputs, labels, predict, report, trained)
 from alexnet_jax import (checkpoint, cli, evaluate, lrn, model, optim, parallel, progress,
                          summary, tracking, train)
 from configs.alexnet import get_config

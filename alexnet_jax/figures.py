@@ -280,6 +280,8 @@ def make_figures(config, workdir: str, search_images: int = 0) -> dict:
   for b in inputs.examples(config, split='train', limit=search_images, batch_size=batch):
     search.add(run(b['image'])[1], b['display'], b['label'])
     searched += len(b['label'])
+  if not searched:
+    raise train.TrainingError('The training split gave no image to search for neighbours.')
   neighbours = np.stack(search.images)
   save_png(os.path.join(out_dir, 'figure4_right.png'),
            neighbour_grid(val['display'][:queries], neighbours))

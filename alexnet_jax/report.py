@@ -27,6 +27,7 @@ import json
 import math
 import os
 import re
+import shlex
 
 from alexnet_jax import fileio
 
@@ -209,9 +210,21 @@ def read_sweep(root: str) -> dict:
     seeds = [s for s in (read_seed(d) for d in seed_dirs(os.path.join(root, name))) if s]
     if seeds:
       runs[name] = seeds
-  return {'order': list(runs), 'runs': runs,
+  return {'root': root, 'order': list(runs), 'runs': runs,
           'paper_deltas': {k: tuple(v) for k, v in sweep.get('paper_deltas', {}).items()},
+          'commands': sweep.get('commands', {}),
           'ensemble': _read_json(os.path.join(root, BASELINE, 'ensemble.json'))}
+
+
+def ensemble_command(sweep: dict) -> str | None:
+  """The main.py command that evaluates the baseline's seeds as an ensemble (from sweep.json)."""
+  args = sweep['commands'].get(f'{BASELINE}/seed0')
+  if not args:
+    return None
+  folder = os.path.join(sweep['root'], BASELINE)
+  args = [a for a in args if not a.startswith(('--workdir=', '--config.seed='))]
+  return shlex.join(['python', 'main.py', *args, f'--workdir={folder}', '--mode=eval',
+                     f'--output={os.path.join(folder, "ensemble.json")}'])
 
 
 # ---------------------------------------------------------------------------------- table
@@ -300,6 +313,9 @@ def _footer(sweep: dict) -> list[str]:
     lines += ['', 'Unfinished (left out of the statistics): ' + ', '.join(unfinished) + '.']
   if sweep.get('ensemble'):
     lines += ['', ensemble_markdown(sweep['ensemble'])]
+  elif len(sweep['runs'].get(BASELINE, [])) > 1 and ensemble_command(sweep):
+    lines += ['', f'No ensemble of the {BASELINE}\'s seeds yet; from the checkout, run '
+              f'`{ensemble_command(sweep)}` and report again.']
   return lines
 
 

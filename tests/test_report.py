@@ -93,7 +93,10 @@ def sweep_root(tmp_path):
     _seed(tmp_path, 'no_overlap', seed, final)
   (tmp_path / 'sweep.json').write_text(json.dumps({
       'runs': [['baseline', {}], ['no_lrn', {}], ['no_overlap', {}]],
-      'paper_deltas': {'no_lrn': [1.4, 1.2], 'no_overlap': [0.4, 0.3]}, 'seeds': 3}))
+      'paper_deltas': {'no_lrn': [1.4, 1.2], 'no_overlap': [0.4, 0.3]}, 'seeds': 3,
+      'commands': {'baseline/seed0': ['--config=configs/alexnet.py:quickstart',
+                                      f'--workdir={tmp_path}/baseline/seed0', '--config.seed=0',
+                                      '--config.num_epochs=2']}}))
   return tmp_path
 
 
@@ -128,6 +131,10 @@ def test_report_of_hand_made_workdirs(sweep_root):
   assert len(seeds) == 9 and [s['finished'] for s in seeds].count('False') == 1
   with Image.open(sweep_root / 'curves.png') as image:
     assert image.size == (1500, 420)
+  # No ensemble.json yet: the report says which command makes it.
+  assert ('run `python main.py --config=configs/alexnet.py:quickstart --config.num_epochs=2 '
+          f'--workdir={sweep_root}/baseline --mode=eval '
+          f'--output={sweep_root}/baseline/ensemble.json`') in text
 
 
 def test_report_adds_the_baseline_ensemble(sweep_root):

@@ -240,52 +240,74 @@ def _pad(images: np.ndarray, size: int) -> np.ndarray:
                                           images.dtype)]) if len(images) < size else images
 
 
+class _Net:
+  """A workdir's trained net on one device: class probabilities and fc7 of model inputs."""
+
+  def __init__(self, config, workdir: str):
+    from alexnet_jax import labels, train, trained  # pylint: disable=import-outside-toplevel
+    self.config = trained.single_device(config)
+    setup = train.plan(self.config)
+    restored = trained.restore(self.config, workdir, setup)
+    self.step, self.params = restored.step, restored.params
+    self.forward = trained.make_forward(setup)
+    self.names = labels.class_names(self.config.data, self.config.model.num_classes)
+    self.batch = self.config.eval.batch_size or self.config.batch_size
+
+  def outputs(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    probs, feats = [], []
+    for i in range(0, len(images), self.batch):
+      chunk = images[i:i + self.batch]
+      p, f = self.forward(self.params, _pad(chunk, self.batch))
+      probs.append(np.asarray(p)[:len(chunk)])
+      feats.append(np.asarray(f)[:len(chunk)])
+    return np.concatenate(probs), np.concatenate(feats)
+
+  def examples(self, split: str, limit: int):
+    from alexnet_jax import inputs  # pylint: disable=import-outside-toplevel
+    return inputs.examples(self.config, split=split, limit=limit, batch_size=self.batch)
+
+
+def _first_validation_images(net: _Net, count: int) -> dict[str, np.ndarray]:
+  """The first `count` validation images: display, label, probabilities and fc7."""
+  batches = list(net.examples('eval', count))
+  val = {k: np.concatenate([b[k] for b in batches]) for k in ('image', 'display', 'label')}
+  val['probs'], val['fc7'] = net.outputs(val.pop('image'))
+  return val
+
+
+def _search_training_set(net: _Net, queries: np.ndarray, limit: int) -> tuple[NearestImages, int]:
+  search = NearestImages(queries, FIG4_NEIGHBOURS)
+  searched = 0
+  for b in net.examples('train', limit):
+    search.add(net.outputs(b['image'])[1], b['display'], b['label'])
+    searched += len(b['label'])
+  if not searched:
+    from alexnet_jax import train  # pylint: disable=import-outside-toplevel
+    raise train.TrainingError('The training split gave no image to search for neighbours.')
+  return search, searched
+
+
 def make_figures(config, workdir: str, search_images: int = 0) -> dict:
-  """Writes Figures 3 and 4 of the workdir's latest checkpoint into WORKDIR/figures/."""
-  from alexnet_jax import inputs, train, trained  # pylint: disable=import-outside-toplevel
-  from alexnet_jax import labels as labels_lib  # pylint: disable=import-outside-toplevel
-  config = trained.single_device(config)
-  setup = train.plan(config)
-  net = trained.restore(config, workdir, setup)
-  forward = trained.make_forward(setup)
-  names = labels_lib.class_names(config.data, config.model.num_classes)
+  """Writes Figures 3 and 4 of the workdir's latest checkpoint into WORKDIR/figures/ (and
+  figures.json); returns what figures.json holds."""
+  net = _Net(config, workdir)
   out_dir = os.path.join(workdir, 'figures')
   os.makedirs(out_dir, exist_ok=True)
-  batch = config.eval.batch_size or config.batch_size
-
-  def run(images):
-    probs, feats = forward(net.params, _pad(images, batch))
-    return np.asarray(probs)[:len(images)], np.asarray(feats)[:len(images)]
-
   kernels = conv1_kernels(net.params)
   colour = column_colour(kernels)
   save_figure(os.path.join(out_dir, 'figure3.png'), figure3(kernels, colour))
 
-  wanted = max(FIG4_LEFT_IMAGES, FIG4_QUERIES)
-  val = {'image': [], 'display': [], 'label': []}
-  for b in inputs.examples(config, split='eval', limit=wanted, batch_size=batch):
-    for key in val:
-      val[key].append(b[key])
-  val = {k: np.concatenate(v) for k, v in val.items()}
-  probs, feats = zip(*(run(val['image'][i:i + batch]) for i in range(0, len(val['image']),
-                                                                      batch)))
-  probs, feats = np.concatenate(probs), np.concatenate(feats)
-  left = min(FIG4_LEFT_IMAGES, len(probs))
+  val = _first_validation_images(net, max(FIG4_LEFT_IMAGES, FIG4_QUERIES))
+  left = min(FIG4_LEFT_IMAGES, len(val['label']))
   save_figure(os.path.join(out_dir, 'figure4_left.png'),
-              figure4_left(val['display'][:left], probs[:left], val['label'][:left], names))
-
-  queries = min(FIG4_QUERIES, len(feats))
-  search = NearestImages(feats[:queries], FIG4_NEIGHBOURS)
-  searched = 0
-  for b in inputs.examples(config, split='train', limit=search_images, batch_size=batch):
-    search.add(run(b['image'])[1], b['display'], b['label'])
-    searched += len(b['label'])
-  if not searched:
-    raise train.TrainingError('The training split gave no image to search for neighbours.')
-  neighbours = np.stack(search.images)
+              figure4_left(val['display'][:left], val['probs'][:left], val['label'][:left],
+                           net.names))
+  queries = min(FIG4_QUERIES, len(val['label']))
+  search, searched = _search_training_set(net, val['fc7'][:queries], search_images)
   save_png(os.path.join(out_dir, 'figure4_right.png'),
-           neighbour_grid(val['display'][:queries], neighbours))
+           neighbour_grid(val['display'][:queries], np.stack(search.images)))
 
+  names = net.names
   record = {
       'workdir': os.path.abspath(workdir), 'step': net.step,
       'figure3': {'colour_measure_per_column': colour.tolist(),
@@ -293,7 +315,7 @@ def make_figures(config, workdir: str, search_images: int = 0) -> dict:
                   'measure': '||w - grey(w)||^2 / ||w||^2, mean over the column\'s kernels'},
       'figure4_left': {'true_labels': [names[i] for i in val['label'][:left]],
                        'top5': [[names[t] for t in np.argsort(-p, kind='stable')[:5]]
-                                for p in probs[:left]]},
+                                for p in val['probs'][:left]]},
       'figure4_right': {'training_images_searched': searched,
                         'query_labels': [names[i] for i in val['label'][:queries]],
                         'neighbour_labels': [[names[i] for i in row] for row in search.labels],

@@ -62,7 +62,7 @@ def _baseline_args(runs: list[sweep_lib.Run], workdir: str, *more: str) -> list[
 
 def _main_py(args: list[str]) -> int:
   print(f'=== python main.py {shlex.join(args)}', flush=True)
-  return subprocess.call([sys.executable, 'main.py', *args], cwd=sweep_lib.ROOT)
+  return subprocess.call([sys.executable, 'main.py', *args], cwd=sweep_lib.checkout())
 
 
 def _paths(root: str) -> dict[str, str]:

@@ -41,6 +41,14 @@ from alexnet_jax import fileio
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def checkout() -> str:
+  """ROOT, after checking it is a checkout (the runs start its main.py)."""
+  if not os.path.isfile(os.path.join(ROOT, 'main.py')):
+    raise SystemExit(f'No main.py in {ROOT}: the launch tools run the checkout\'s main.py; '
+                     'install the project with pip install -e . from a checkout.')
+  return ROOT
+
+
 @dataclasses.dataclass(frozen=True)
 class Run:
   """One run of the sweep with one seed: main.py's arguments, relative to the checkout."""
@@ -108,7 +116,7 @@ def write_slurm(root: str, runs: list[Run], slurm_args: str) -> str:
   lines = ['#!/bin/bash', f'#SBATCH --array=0-{len(runs) - 1}', '#SBATCH --job-name=alexnet-sweep',
            f'#SBATCH --output={root}/%x-%a.out']
   lines += [f'#SBATCH {arg}' for arg in shlex.split(slurm_args)]
-  lines += [f'cd {shlex.quote(ROOT)}', 'case "$SLURM_ARRAY_TASK_ID" in']
+  lines += [f'cd {shlex.quote(checkout())}', 'case "$SLURM_ARRAY_TASK_ID" in']
   for i, run in enumerate(runs):
     lines.append(f'  {i}) exec {shlex.join(local_argv(run))} ;;  # {run.name}, seed {run.seed}')
   lines.append('esac')
@@ -153,7 +161,7 @@ def run_local(runs: list[Run]) -> list[str]:
   failed = []
   for run in runs:
     print(f'=== {run.name}, seed {run.seed}: {shlex.join(run.args)}', flush=True)
-    if subprocess.call(local_argv(run), cwd=ROOT):
+    if subprocess.call(local_argv(run), cwd=checkout()):
       failed.append(f'{run.name}/seed{run.seed}')
   return failed
 

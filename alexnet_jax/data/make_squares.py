@@ -26,7 +26,7 @@ from alexnet_jax.data import originals
 from alexnet_jax.data import squares
 from alexnet_jax.data import undecodable
 from alexnet_jax.data.errors import DatasetError
-from alexnet_jax.data.sources import cut, num_examples
+from alexnet_jax.data.sources import cut, num_examples, read_in_order
 
 # Images per shard: ~60-120 MB of 256x256 JPEGs, 626 shards for ILSVRC-2012's training set.
 SHARD_EXAMPLES = 2048
@@ -83,11 +83,7 @@ def _write_shard(original, segments, path: str, squaring, parallel: int, split: 
                  first_position: int, progress: _Progress) -> list[list]:
   """Writes the squares of `segments` to `path` (via a temporary file); returns the
   undecodable ones as [position, name]."""
-  keys = tf.constant([s.key for s in segments])
-  starts = tf.constant([s.start for s in segments], tf.int64)
-  counts = tf.constant([s.count for s in segments], tf.int64)
-  ds = tf.data.Dataset.range(len(segments)).flat_map(
-      lambda i: original.read(keys[i], starts[i], counts[i]))
+  ds = read_in_order(original, segments).map(lambda image, label, name, *_: (image, label, name))
   ds = ds.apply(_stored_or_empty(squaring, parallel)).prefetch(64)
   tmp = os.path.join(os.path.dirname(path), '.incomplete-' + os.path.basename(path))
   bad = []

@@ -203,22 +203,6 @@ def _checked_labels(num_classes: int):
   return check
 
 
-def _records(source, segments):
-  """(segment index) -> dataset of (image bytes, label, name, split, position) of a segment."""
-  keys = tf.constant([s.key for s in segments], tf.string)
-  starts = tf.constant([s.start for s in segments], tf.int64)
-  counts = tf.constant([s.count for s in segments], tf.int64)
-  positions = tf.constant([s.position for s in segments], tf.int64)
-  splits = tf.constant([s.split for s in segments], tf.string)
-
-  def read(i):
-    return tf.data.Dataset.zip(
-        source.read(keys[i], starts[i], counts[i]),
-        tf.data.Dataset.range(positions[i], positions[i] + counts[i])).map(
-            lambda record, position: (*record, splits[i], position))
-  return read
-
-
 def _numpy_batches(datasets: list[tf.data.Dataset], keys: tuple[str, ...], opened: _Opened,
                    what: str, check_decoded: bool, kept_as: str) -> Iterator[dict[str, np.ndarray]]:
   """The batches of `datasets` (stacked in order when several) as numpy, with only `keys`.
@@ -272,7 +256,7 @@ def train_dataset(data_config, *, image_size: int, global_batch_size: int, seed:
     raise DatasetError(f'Process {process_index} of {process_count} has no training examples: '
                        f'the split {data_config.train_split!r} is smaller than the process count.')
   window_chunks = int(data_config.window_chunks)
-  read = _records(opened.source, chunks)
+  read = sources.segment_reader(opened.source, chunks)
   plans = tf.data.Dataset.from_generator(
       lambda: order.window_plans(chunks, window_chunks, seed, process_index,
                                  start_step * local_batch),
@@ -364,7 +348,7 @@ def eval_dataset(data_config, *, image_size: int, global_batch_size: int, views:
     return {'image': views_, 'label': check(label), 'mask': tf.constant(True),
             'decoded': decoded, 'name': name, 'split': split, 'position': position}
 
-  ds = tf.data.Dataset.range(len(segments)).flat_map(_records(opened.source, segments))
+  ds = sources.read_in_order(opened.source, segments)
   ds = ds.map(decode, num_parallel_calls=parallel_calls(data_config), deterministic=True)
   # Padding (mask False) fills the last batches, so every process yields the same batch count.
   padding = {'image': black, 'label': tf.constant(0, tf.int32), 'mask': tf.constant(False),

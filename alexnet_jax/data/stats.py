@@ -28,26 +28,15 @@ from alexnet_jax.data.errors import DatasetError
 
 def _images(opened, segments, r: int):
   """Dataset of (uint8 [R, R, 3] square or zeros, decoded?, split, position, name)."""
-  keys = tf.constant([s.key for s in segments], tf.string)
-  starts = tf.constant([s.start for s in segments], tf.int64)
-  counts = tf.constant([s.count for s in segments], tf.int64)
-  positions = tf.constant([s.position for s in segments], tf.int64)
-  splits = tf.constant([s.split for s in segments], tf.string)
-
-  def read(i):
-    return tf.data.Dataset.zip(
-        opened.source.read(keys[i], starts[i], counts[i]),
-        tf.data.Dataset.range(positions[i], positions[i] + counts[i])).map(
-            lambda record, position: (record[0], record[2], splits[i], position))
-
-  def decode(image, name, split, position):
+  def decode(image, label, name, split, position):
+    del label
     decoded = tf.strings.length(image) > 0
     square = tf.cond(decoded, lambda: tf.ensure_shape(tf.io.decode_jpeg(image, channels=3),
                                                       [r, r, 3]),
                      lambda: tf.zeros([r, r, 3], tf.uint8))
     return square, decoded, split, position, name
 
-  return (tf.data.Dataset.range(len(segments)).flat_map(read)
+  return (sources.read_in_order(opened.source, segments)
           .map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
           .batch(64).prefetch(2))
 

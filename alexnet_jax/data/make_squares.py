@@ -83,7 +83,8 @@ def _write_shard(original, segments, path: str, squaring, parallel: int, split: 
                  first_position: int, progress: _Progress) -> list[list]:
   """Writes the squares of `segments` to `path` (via a temporary file); returns the
   undecodable ones as [position, name]."""
-  ds = read_in_order(original, segments).map(lambda image, label, name, *_: (image, label, name))
+  ds = read_in_order(original, segments).map(
+      lambda image, label, name, *_: (image, label, name))
   ds = ds.apply(_stored_or_empty(squaring, parallel)).prefetch(64)
   tmp = os.path.join(os.path.dirname(path), '.incomplete-' + os.path.basename(path))
   bad = []

@@ -55,6 +55,7 @@ class _Opened:
   num_classes: int
   train: list[sources.Segment]
   eval: list[sources.Segment]
+  undecodable: dict[tuple[str, int], str]  # (split, position) -> file name, from the manifest
 
 
 _OPENED: dict[str, _Opened] = {}
@@ -114,7 +115,10 @@ def open_dataset(data_config) -> _Opened:
   num_classes = source.num_classes
   if data_config.dataset == 'mini_imagenet':
     num_classes = int(data_config.mini.num_classes)
-  opened = _Opened(source, num_classes, train, evaluation)
+  manifest = squares.read_manifest(squares.folder(data_config, source.name)) or {}
+  known = {(split, int(position)): name for split, info in manifest.get('splits', {}).items()
+           for position, name in info.get('undecodable', [])}
+  opened = _Opened(source, num_classes, train, evaluation, known)
   _OPENED[key] = opened
   return opened
 
@@ -193,65 +197,66 @@ def parallel_calls(data_config) -> int:
   return tf.data.AUTOTUNE if data_config.parallel_calls < 0 else int(data_config.parallel_calls)
 
 
-def _checked_labels(num_classes: int):
-  """label -> int32 label, with any label outside 0..num_classes-1 turned into -1 (the
-  iterators raise DatasetError when a -1 comes out)."""
-  def check(label):
-    label = tf.cast(label, tf.int64)
-    ok = tf.logical_and(label >= 0, label < num_classes)
-    return tf.cast(tf.where(ok, label, -1), tf.int32)
-  return check
-
-
 def _numpy_batches(datasets: list[tf.data.Dataset], keys: tuple[str, ...], opened: _Opened,
-                   what: str, check_decoded: bool, kept_as: str) -> Iterator[dict[str, np.ndarray]]:
-  """The batches of `datasets` (stacked in order when several) as numpy, with only `keys`.
+                   segments: list[list[sources.Segment]], what: str, check_decoded: bool,
+                   kept_as: str) -> Iterator[dict[str, np.ndarray]]:
+  """The batches of `datasets` (stacked in order when several; `segments[j]` are those the
+  j-th reads) as numpy, with only `keys`: 'image', 'label' (int32) and 'weight' (float32: 0
+  for an undecodable image) or 'mask'.
 
-  Reports each undecodable image (weight 0 in training, decoded False in evaluation) once.
-  Raises DatasetError at a label outside the classes (-1 from `_checked_labels`), and with
-  `check_decoded` at a batch in which not one image could be decoded: the data is not images,
-  and training on nothing must not go on silently.
+  Reports each undecodable image once, by split, position and file name. Raises DatasetError at
+  a label outside the classes, and with `check_decoded` at a batch in which not one image could
+  be decoded: the data is not images, and training on nothing must not go on silently.
   """
-  if len(datasets) == 1:
-    iterator = datasets[0].as_numpy_iterator()
-  else:
-    iterator = (
-        {key: np.concatenate([b[key] for b in batches]) for key in batches[0]}
-        for batches in tf.data.Dataset.zip(tuple(datasets)).as_numpy_iterator())
+  iterator = tf.data.Dataset.zip(tuple(datasets)).as_numpy_iterator()
   while True:
     try:
-      batch = next(iterator)
+      parts = next(iterator)
     except StopIteration:
       return
     except tf.errors.OpError as e:
       raise DatasetError(f'Reading {what} of {opened.source.name} failed ({e.message.strip()}); '
                          'its stored files may be damaged: make them again (delete the folder '
                          'named above, then run the command that made it).') from e
-    if batch['label'].min() < 0:
+    labels = np.concatenate([p['label'] for p in parts])
+    if labels.min() < 0 or labels.max() >= opened.num_classes:
       raise DatasetError(
           f'{what} has a label outside 0..{opened.num_classes - 1}, the classes the config '
           'expects (does data.dataset, data.tfds_name or data.mini.num_classes match the data '
           'on disk?).')
-    for i in np.flatnonzero(~batch['decoded']):
-      undecodable.report(opened.source.name, batch['split'][i].decode(),
-                         int(batch['position'][i]), batch['name'][i].decode(errors='replace'),
-                         kept_as)
-    if check_decoded and not batch['decoded'].any():
+    for part, part_segments in zip(parts, segments):
+      for i in np.flatnonzero(~part['decoded']):
+        split = part_segments[part['segment'][i]].split
+        position = int(part['position'][i])
+        undecodable.report(opened.source.name, split, position,
+                           opened.undecodable.get((split, position), ''), kept_as)
+    decoded = np.concatenate([p['decoded'] for p in parts])
+    if check_decoded and not decoded.any():
       raise DatasetError(
-          f'Not one of the {len(batch["decoded"])} images of a batch of {what} could be '
-          'decoded (see the warnings above): it does not hold images.')
+          f'Not one of the {len(decoded)} images of a batch of {what} could be decoded (see '
+          'the warnings above): it does not hold images.')
+    batch = {'label': labels.astype(np.int32), 'weight': decoded.astype(np.float32)}
+    for key in keys:
+      if key not in batch:
+        batch[key] = parts[0][key] if len(parts) == 1 else np.concatenate([p[key] for p in parts])
     yield {key: batch[key] for key in keys}
+
+
+def _train_chunks(data_config, process_index: int, process_count: int):
+  return sources.split_into_chunks(
+      order.share(open_dataset(data_config).train, process_index, process_count),
+      int(data_config.chunk_size))
 
 
 def train_dataset(data_config, *, image_size: int, global_batch_size: int, seed: int,
                   start_step: int = 0, process_index: int = 0,
                   process_count: int = 1) -> tf.data.Dataset:
-  """The tf.data pipeline behind `train_iterator`."""
+  """The tf.data pipeline behind `train_iterator`: batches of {'image': uint8 crops, 'label'
+  (as stored), 'decoded', 'segment' (index into `_train_chunks`), 'position' (in the split)}."""
   opened = open_dataset(data_config)
   _check_crops(data_config, image_size)
   local_batch = order.local_batch(global_batch_size, process_count)
-  chunks = sources.split_into_chunks(order.share(opened.train, process_index, process_count),
-                                     int(data_config.chunk_size))
+  chunks = _train_chunks(data_config, process_index, process_count)
   if not chunks:
     raise DatasetError(f'Process {process_index} of {process_count} has no training examples: '
                        f'the split {data_config.train_split!r} is smaller than the process count.')
@@ -273,19 +278,18 @@ def train_dataset(data_config, *, image_size: int, global_batch_size: int, seed:
     return tf.data.Dataset.zip(tf.data.Dataset.range(first_position, end_position), ds)
 
   base_seed = order.seed_int(seed, process_index, 1)
-  check = _checked_labels(opened.num_classes)
   r, s = int(data_config.resize_size), image_size
   random_crop, mirror = data_config.train_crop == 'random', bool(data_config.mirror)
 
   def decode(stream_position, record):
-    image, label, name, split, position = record
+    image, label, _, segment, position = record
     decoded = tf.strings.length(image) > 0
     key = tf.stack([tf.constant(base_seed, tf.int64), stream_position])
     crop = tf.cond(decoded,
                    lambda: image_ops.train_crop(image, key, r, s, random_crop, mirror),
                    lambda: tf.zeros([s, s, 3], tf.uint8))
-    return {'image': crop, 'label': check(label), 'weight': tf.cast(decoded, tf.float32),
-            'decoded': decoded, 'name': name, 'split': split, 'position': position}
+    return {'image': crop, 'label': label, 'decoded': decoded, 'segment': segment,
+            'position': position}
 
   ds = plans.flat_map(window)
   ds = ds.map(decode, num_parallel_calls=parallel_calls(data_config), deterministic=True)
@@ -315,12 +319,13 @@ def train_iterator(data_config, *, image_size: int, global_batch_size: int, seed
     raise DatasetError(f'data.shards={shards} must be a multiple of the {process_count} '
                        'processes (or 0: one shard per process).')
   per_process = shards // process_count
+  indices = [process_index * per_process + j for j in range(per_process)]
   datasets = [train_dataset(
       data_config, image_size=image_size, global_batch_size=global_batch_size, seed=seed,
-      start_step=start_step, process_index=process_index * per_process + j,
-      process_count=shards) for j in range(per_process)]
+      start_step=start_step, process_index=i, process_count=shards) for i in indices]
   keys = ('image', 'label', 'weight') if weights else ('image', 'label')
   return _numpy_batches(datasets, keys, open_dataset(data_config),
+                        [_train_chunks(data_config, i, shards) for i in indices],
                         f'the training split {data_config.train_split!r}', check_decoded=True,
                         kept_as='it keeps its place in training as a weight-0 placeholder')
 
@@ -336,23 +341,22 @@ def eval_dataset(data_config, *, image_size: int, global_batch_size: int, views:
   num_batches = -(-order.largest_share(sources.num_examples(opened.eval), process_count)
                   // local_batch)
   segments = order.share(opened.eval, process_index, process_count)
-  check = _checked_labels(opened.num_classes)
   r, s = int(data_config.resize_size), image_size
   black = tf.zeros([views, s, s, 3], tf.uint8)
 
   # An undecodable image is evaluated as a black image, with its label and mask True: it counts
   # once, like every example of the split, as (almost surely) an error.
-  def decode(image, label, name, split, position):
+  def decode(image, label, _, segment, position):
     decoded = tf.strings.length(image) > 0
     views_ = tf.cond(decoded, lambda: image_ops.eval_views(image, views, r, s), lambda: black)
-    return {'image': views_, 'label': check(label), 'mask': tf.constant(True),
-            'decoded': decoded, 'name': name, 'split': split, 'position': position}
+    return {'image': views_, 'label': label, 'mask': tf.constant(True), 'decoded': decoded,
+            'segment': segment, 'position': position}
 
   ds = sources.read_in_order(opened.source, segments)
   ds = ds.map(decode, num_parallel_calls=parallel_calls(data_config), deterministic=True)
   # Padding (mask False) fills the last batches, so every process yields the same batch count.
-  padding = {'image': black, 'label': tf.constant(0, tf.int32), 'mask': tf.constant(False),
-             'decoded': tf.constant(True), 'name': tf.constant(b''), 'split': tf.constant(b''),
+  padding = {'image': black, 'label': tf.constant(0, tf.int64), 'mask': tf.constant(False),
+             'decoded': tf.constant(True), 'segment': tf.constant(0, tf.int64),
              'position': tf.constant(-1, tf.int64)}
   ds = ds.concatenate(tf.data.Dataset.from_tensors(padding).repeat())
   ds = ds.take(num_batches * local_batch).batch(local_batch, drop_remainder=True)
@@ -371,6 +375,8 @@ def eval_iterator(data_config, *, image_size: int, global_batch_size: int, views
   outside the dataset's classes raises DatasetError."""
   ds = eval_dataset(data_config, image_size=image_size, global_batch_size=global_batch_size,
                     views=views, process_index=process_index, process_count=process_count)
-  return _numpy_batches([ds], ('image', 'label', 'mask'), open_dataset(data_config),
+  opened = open_dataset(data_config)
+  return _numpy_batches([ds], ('image', 'label', 'mask'), opened,
+                        [order.share(opened.eval, process_index, process_count)],
                         f'the eval split {data_config.eval_split!r}', check_decoded=False,
                         kept_as='it is evaluated as a black image (counted, with its label)')

@@ -79,23 +79,23 @@ def absolute_ranges(split: str, sizes: dict[str, int]) -> list[tuple[str, int, i
 
 
 def segment_reader(source: Source, segments: list[Segment]):
-  """(segment index) -> dataset of (image, label, name, split, position) of that segment."""
+  """(segment index i) -> dataset of (image, label, name, i, position in the split) of the
+  examples of segments[i]."""
   keys = tf.constant([s.key for s in segments], tf.string)
   starts = tf.constant([s.start for s in segments], tf.int64)
   counts = tf.constant([s.count for s in segments], tf.int64)
   positions = tf.constant([s.position for s in segments], tf.int64)
-  splits = tf.constant([s.split for s in segments], tf.string)
 
   def read(i):
     return tf.data.Dataset.zip(
         source.read(keys[i], starts[i], counts[i]),
         tf.data.Dataset.range(positions[i], positions[i] + counts[i])).map(
-            lambda record, position: (*record, splits[i], position))
+            lambda record, position: (*record, i, position))
   return read
 
 
 def read_in_order(source: Source, segments: list[Segment]) -> tf.data.Dataset:
-  """(image, label, name, split, position) of every example of `segments`, in order."""
+  """(image, label, name, segment index, position) of every example of `segments`, in order."""
   return tf.data.Dataset.range(len(segments)).flat_map(segment_reader(source, segments))
 
 

@@ -27,14 +27,14 @@ from alexnet_jax.data.errors import DatasetError
 
 
 def _images(opened, segments, r: int):
-  """Dataset of (uint8 [R, R, 3] square or zeros, decoded?, split, position, name)."""
-  def decode(image, label, name, split, position):
+  """Dataset of (uint8 [R, R, 3] square or zeros, decoded?, segment index, position, name)."""
+  def decode(image, label, name, segment, position):
     del label
     decoded = tf.strings.length(image) > 0
     square = tf.cond(decoded, lambda: tf.ensure_shape(tf.io.decode_jpeg(image, channels=3),
                                                       [r, r, 3]),
                      lambda: tf.zeros([r, r, 3], tf.uint8))
-    return square, decoded, split, position, name
+    return square, decoded, segment, position, name
 
   return (sources.read_in_order(opened.source, segments)
           .map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -53,10 +53,10 @@ def compute(data_config, *, max_examples: int = 0, log=print) -> dict[str, np.nd
   pixel_outer = np.zeros([3, 3], np.float64)
   n, skipped = 0, []
   start = time.time()
-  for images, decoded, splits, positions, names in _images(opened, segments,
-                                                           r).as_numpy_iterator():
+  for images, decoded, ids, positions, names in _images(opened, segments,
+                                                        r).as_numpy_iterator():
     for i in np.flatnonzero(~decoded):
-      skipped.append(undecodable.describe(splits[i].decode(), int(positions[i]),
+      skipped.append(undecodable.describe(segments[ids[i]].split, int(positions[i]),
                                           names[i].decode(errors='replace')))
     batch = images[decoded].astype(np.float64)
     total += batch.sum(axis=0)

@@ -103,44 +103,52 @@ def _measure(iterator, images_per_item: int, seconds: float) -> tuple[float, flo
   return count / wall, count / max(used, 1e-9)
 
 
+def _before_crop(image_bytes, seed, r: int = 256, s: int = 224):
+  """The training crop as the pipeline made it before the stored squares (float32 [s, s, 3]):
+  the window of the original that the crop at a random offset of the rescaled central square
+  covers, decoded alone and resized with antialiasing, then mirrored half the time. `seed`
+  ([2] int64) splits as it did then: offsets, mirror, and (returned) the noise's seed."""
+  import tensorflow as tf
+
+  seeds = tf.random.experimental.stateless_split(seed, 4)
+  offset_y = tf.random.stateless_uniform([], seeds[0], 0, r - s + 1, dtype=tf.int32)
+  offset_x = tf.random.stateless_uniform([], seeds[1], 0, r - s + 1, dtype=tf.int32)
+  shape = tf.io.extract_jpeg_shape(image_bytes)
+  h, w = shape[0], shape[1]
+  m = tf.minimum(h, w)
+  scale = tf.cast(m, tf.float32) / r
+
+  def span(offset, start):
+    lo = tf.cast(tf.floor(tf.cast(offset, tf.float32) * scale), tf.int32)
+    hi = tf.cast(tf.math.ceil(tf.cast(offset + s, tf.float32) * scale), tf.int32)
+    lo = tf.clip_by_value(lo, 0, m - 1)
+    hi = tf.clip_by_value(hi, lo + 1, m)
+    return start + lo, hi - lo
+
+  y, hh = span(offset_y, (h - m) // 2)
+  x, ww = span(offset_x, (w - m) // 2)
+  window = tf.image.decode_and_crop_jpeg(image_bytes, tf.stack([y, x, hh, ww]), channels=3)
+  image = tf.ensure_shape(tf.image.resize(window, [s, s], antialias=True), [s, s, 3])
+  flip = tf.random.stateless_uniform([], seeds[2]) < 0.5
+  return tf.cond(flip, lambda: tf.reverse(image, axis=[1]), lambda: image), seeds[3]
+
+
 def _before_pipeline(encoded, batch: int):
   """The training pipeline's per-image work before the stored squares (as it was), on the
-  originals: fused decode-and-crop with an antialiased resize, mirror, PCA noise, mean."""
+  originals: `_before_crop`, then PCA colour noise and the mean, float32 out, batched."""
   import numpy as np
   import tensorflow as tf
 
   from alexnet_jax import device_preprocess
 
-  r, s = 256, 224
   vectors = tf.constant(device_preprocess.CODE_PCA_VECTORS, tf.float32)
   scales = tf.constant(device_preprocess.CODE_PCA_STD, tf.float32)
   mean = tf.constant([127.30, 119.72, 104.91], tf.float32)
 
   def train_image(image_bytes, seed):
-    seeds = tf.random.experimental.stateless_split(seed, 4)
-    offset_y = tf.random.stateless_uniform([], seeds[0], 0, r - s + 1, dtype=tf.int32)
-    offset_x = tf.random.stateless_uniform([], seeds[1], 0, r - s + 1, dtype=tf.int32)
-    shape = tf.io.extract_jpeg_shape(image_bytes)
-    h, w = shape[0], shape[1]
-    m = tf.minimum(h, w)
-    scale = tf.cast(m, tf.float32) / r
-
-    def span(offset, start):
-      lo = tf.cast(tf.floor(tf.cast(offset, tf.float32) * scale), tf.int32)
-      hi = tf.cast(tf.math.ceil(tf.cast(offset + s, tf.float32) * scale), tf.int32)
-      lo = tf.clip_by_value(lo, 0, m - 1)
-      hi = tf.clip_by_value(hi, lo + 1, m)
-      return start + lo, hi - lo
-
-    y, hh = span(offset_y, (h - m) // 2)
-    x, ww = span(offset_x, (w - m) // 2)
-    window = tf.image.decode_and_crop_jpeg(image_bytes, tf.stack([y, x, hh, ww]), channels=3)
-    image = tf.ensure_shape(tf.image.resize(window, [s, s], antialias=True), [s, s, 3])
-    flip = tf.random.stateless_uniform([], seeds[2]) < 0.5
-    image = tf.cond(flip, lambda: tf.reverse(image, axis=[1]), lambda: image)
-    alpha = tf.random.stateless_normal([3], seeds[3]) * 0.1
-    image = image + tf.linalg.matvec(vectors, alpha * scales)
-    return image - mean
+    image, noise_seed = _before_crop(image_bytes, seed)
+    alpha = tf.random.stateless_normal([3], noise_seed) * 0.1
+    return image + tf.linalg.matvec(vectors, alpha * scales) - mean
 
   values = tf.constant(np.array(encoded, dtype=object))
   ds = (tf.data.Dataset.range(2**62)
@@ -238,6 +246,20 @@ def quality(encoded) -> None:
       print(f'{q:7d} {"4:2:0" if sub else "4:4:4":>11s} {np.mean([len(s) for s in stored]) / 1e3:5.1f}'
             f' {np.abs(err).mean():8.2f} {np.sqrt((err ** 2).mean()):5.2f} '
             f'{np.percentile(np.abs(err), 99.9):6.1f} {crop_err:12.0f} {rate:12.0f}')
+  # Training crops: now (the stored square's window) against before (the original's window,
+  # resized), same offsets and mirrors (the same seeds).
+  seed = lambda i: tf.constant([0, i], tf.int64)  # noqa: E731
+  errors = []
+  for i, e in enumerate(encoded):
+    stored = image_ops.stored_square(tf.constant(e), squaring)
+    now = image_ops.train_crop(stored, seed(i), 256, 224, True, True).numpy()
+    before, _ = _before_crop(tf.constant(e), seed(i))
+    errors.append(np.abs(now - before.numpy()))
+  errors = np.stack(errors)
+  print(f'training crops, now vs before (quality 90, 4:2:0): mean abs {errors.mean():.2f}, '
+        f'rms {np.sqrt((errors ** 2).mean()):.2f}, 99.9th percentile '
+        f'{np.percentile(errors, 99.9):.1f}; away from the crop\'s edges (2 px) mean abs '
+        f'{errors[:, 2:-2, 2:-2].mean():.2f}')
   print(f'load average after: {_load()}')
 
 

@@ -136,7 +136,14 @@ def test_stale_squares_are_made_again(tmp_path):
   lines = []
   assert prepare.prepare(config, log=lines.append).num_train == 7
   assert any(line.startswith('squares train: 7 images') for line in lines), lines
-  # Other settings: other squares.
+  # Other settings: other squares, made again in the same folder ...
+  before = _records(config)
+  config.antialias = False
+  assert prepare.prepare(config, log=_quiet).num_train == 7
+  after = _records(config)
+  assert [r[1] for r in after] == [r[1] for r in before]
+  assert all(not np.array_equal(a[2], b[2]) for a, b in zip(after, before))
+  # ... or in their own.
   config.squares_quality = 75
   assert prepare.prepare(config, log=_quiet).num_train == 7
   assert os.path.isdir(squares.folder(config)) and squares.folder(config).endswith('32px_q75')
@@ -265,3 +272,25 @@ def test_the_streaming_pipeline_imports_no_command():
   for command in ('prepare', 'make_squares', 'stats', 'mini_imagenet', 'originals'):
     assert f"'alexnet_jax.data.{command}'" not in loaded, loaded
   assert "'alexnet_jax.data.pipeline'" in loaded
+
+
+def test_quiet_by_default_and_verbosity_brings_tensorflow_back(tmp_path):
+  """No TensorFlow or oneDNN line on a normal run; --verbosity on the command line sets
+  TensorFlow's own log level (checked in a fresh interpreter, as main.py starts one)."""
+  config = _folder(tmp_path, n=4)
+  prepare.prepare(config, log=_quiet)
+  body = ('from alexnet_jax.data import pipeline\n'
+          'import tensorflow as tf\n'
+          'next(pipeline.train_iterator(config, image_size=24, global_batch_size=4, seed=0))\n'
+          'tf.print("level", os.environ["TF_CPP_MIN_LOG_LEVEL"], '
+          'os.environ["TF_ENABLE_ONEDNN_OPTS"], output_stream=sys.stdout)\n')
+  env = {k: v for k, v in os.environ.items()
+         if k not in ('TF_CPP_MIN_LOG_LEVEL', 'TF_ENABLE_ONEDNN_OPTS')}
+  for argv, level in (([], '3'), (['--verbosity=0'], '0'), (['--verbosity=-1'], '1')):
+    script = f'import sys; sys.argv[1:] = {argv!r}\n' + _script(_fields(tmp_path), body)
+    result = subprocess.run([sys.executable, '-c', script], cwd=ROOT, capture_output=True,
+                            text=True, timeout=900, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f'level {level} 0' in result.stdout, result.stdout
+    if not argv:
+      assert result.stderr.strip() == '', result.stderr[-3000:]

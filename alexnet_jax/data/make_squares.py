@@ -86,7 +86,10 @@ def _write_shard(original, segments, path: str, squaring, parallel: int, split: 
   ds = read_in_order(original, segments).map(
       lambda image, label, name, *_: (image, label, name))
   ds = ds.apply(_stored_or_empty(squaring, parallel)).prefetch(64)
-  tmp = os.path.join(os.path.dirname(path), '.incomplete-' + os.path.basename(path))
+  # A name of this process's own: processes that make the same squares at once (several hosts
+  # starting on a new dataset) write the same bytes, and each rename is whole.
+  tmp = os.path.join(os.path.dirname(path),
+                     f'.incomplete-{os.getpid()}-{os.path.basename(path)}')
   bad = []
   with tf.io.TFRecordWriter(tmp) as writer:
     for i, (image, label, name) in enumerate(ds.as_numpy_iterator()):
@@ -101,6 +104,19 @@ def _write_shard(original, segments, path: str, squaring, parallel: int, split: 
     os.fsync(f.fileno())
   os.replace(tmp, path)
   return bad
+
+
+def _remove_leftovers(path: str) -> None:
+  """Deletes the unfinished shards of processes that are gone (a stopped or killed run)."""
+  for name in os.listdir(path):
+    if name.startswith('.incomplete-'):
+      pid = name.split('-')[1]
+      try:
+        os.kill(int(pid), 0)
+      except (ValueError, ProcessLookupError):
+        os.remove(os.path.join(path, name))
+      except PermissionError:  # alive, another user's
+        pass
 
 
 def _split_plan(original, split: str, data_config) -> dict:
@@ -118,7 +134,9 @@ def _make_split(original, split: str, manifest: dict, path: str, data_config, lo
   same = old is not None and all(old.get(k) == plan[k]
                                  for k in ('num_examples', 'fingerprint', 'shards'))
   if not same:
-    for name, _ in (old or {}).get('shards', []):  # our own older shards of this split
+    # Our own older shards of this split, and any file under the new plan's names that this
+    # plan did not write (e.g. made with other settings): none of them is kept.
+    for name in {n for n, _ in (old or {}).get('shards', []) + plan['shards']}:
       if os.path.exists(os.path.join(path, name)):
         os.remove(os.path.join(path, name))
     manifest['splits'][split] = plan
@@ -191,6 +209,7 @@ def make(data_config, *, log=print) -> list[str]:
                 'num_classes': original.num_classes, 'settings': squares.settings(data_config),
                 'splits': {}}
   os.makedirs(path, exist_ok=True)
+  _remove_leftovers(path)
   written = []
   for split in needed:
     if (not squares.missing_splits(manifest, data_config, [split], path) and

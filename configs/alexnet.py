@@ -97,9 +97,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   d.resize_size = 256
   d.resize_method = 'bilinear'  # tf.image.resize method, used when the squares are made
   d.antialias = True       # low-pass before downscaling (tf.image.resize antialias)
-  # 90 (4:2:0 chroma): mean absolute error 2.2 (0-255 units) against the exact float rescale on
-  # ImageNet-sized photographs; 95 gains 0.3 for 45% more bytes and a slower decode; 4:4:4
-  # chroma gains 0.35 at about half the decode rate (bench/RESULTS.md, docs/data.md).
+  # 90 (4:2:0 chroma): mean absolute error 2.6 (0-255 units) against the exact float rescale on
+  # ImageNet-sized photographs; 95 gains 0.3 for 46% more bytes and a slower decode; 4:4:4
+  # chroma gains 0.5 for 32% more bytes and a slower decode (bench/RESULTS.md, docs/data.md).
   d.squares_quality = 90
   d.squares_dir = ''
   d.train_crop = 'random'  # 'random': the paper's random crop; 'center': no translation

@@ -247,3 +247,19 @@ def test_a_state_that_is_not_finite_is_not_saved(tmp_path):
   ckpt.wait()
   assert ckpt.steps() == []
   ckpt.close()
+
+
+def test_an_unreadable_metrics_file_sets_its_checkpoint_aside(tmp_path, capsys):
+  """Orbax reads every checkpoint's validation metrics when it opens the folder, and refuses
+  the whole folder if one is not JSON."""
+  ckpt = Checkpoints(str(tmp_path), keep=3, keep_best=1)
+  for step in (1, 2):
+    ckpt.save(step, _state(step), {'step': step}, metrics={'val_error': 1.0 / step})
+  ckpt.close()
+  (tmp_path / '2' / 'metrics' / 'metrics').write_text('{"val_err')
+  ckpt = Checkpoints(str(tmp_path), keep=3, keep_best=1)
+  step, _, _ = ckpt.restore_latest(jax.eval_shape(lambda: _state(0)))
+  assert step == 1
+  assert 'its metrics file is not JSON' in capsys.readouterr().out
+  assert sorted(os.listdir(tmp_path)) == ['1', '2.corrupt']
+  ckpt.close()

@@ -45,6 +45,23 @@ def write_atomic(path: str, data: str | bytes) -> None:
   _fsync_folder(folder)
 
 
+def remove_temporaries(path: str) -> list[str]:
+  """Removes what `write_atomic(path, ...)` left behind when killed (its temporary files).
+
+  Call it only where no other process may be writing `path` at the same time.
+  """
+  folder, name = os.path.split(os.path.abspath(path))
+  removed = []
+  for entry in os.listdir(folder):
+    if entry.startswith(f'.{name}.') and entry.endswith('.tmp'):
+      try:
+        os.unlink(os.path.join(folder, entry))
+        removed.append(entry)
+      except OSError:
+        pass
+  return removed
+
+
 def write_json_atomic(path: str, value, **dump_kwargs) -> None:
   """`write_atomic` of `value` as JSON (with a final newline)."""
   write_atomic(path, json.dumps(value, **dump_kwargs) + '\n')

@@ -176,6 +176,8 @@ class Workdir:
     self.writer = None
     if not self.is_writer:
       return
+    for path in (config_path, runs_path, self.metrics_path):
+      fileio.remove_temporaries(path)  # of a start killed while replacing them
     if torn is not None:
       fileio.rewrite_jsonl(self.metrics_path, lambda row: True)
       print(f'WARNING: the last line of {self.metrics_path} was cut short (the run was killed '

@@ -113,3 +113,11 @@ def test_read_json_names_what_is_wrong(tmp_path):
     fileio.read_json(str(path))
   with pytest.raises(FileNotFoundError):
     fileio.read_json(str(tmp_path / 'missing.json'))
+
+
+def test_remove_temporaries_removes_only_those_of_the_file(tmp_path):
+  for name in ('.a.json.x1.tmp', '.a.json.x2.tmp', '.b.json.x.tmp', 'a.json', '.a.json.keep'):
+    (tmp_path / name).write_text('x')
+  assert sorted(fileio.remove_temporaries(str(tmp_path / 'a.json'))) == ['.a.json.x1.tmp',
+                                                                         '.a.json.x2.tmp']
+  assert sorted(os.listdir(tmp_path)) == ['.a.json.keep', '.b.json.x.tmp', 'a.json']

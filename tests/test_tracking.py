@@ -133,6 +133,7 @@ def test_a_kill_inside_a_record_write_leaves_old_or_new_and_the_rerun_works(
       action, [1, 2, 3])
   assert len(json.load(open(workdir / 'run.json'))) == len(runs) + 1
   assert json.load(open(workdir / 'config.json'))['model']['lrn'] is (action != 'change')
+  assert not [name for name in os.listdir(workdir) if name.endswith('.tmp')]  # cleaned up
 
 
 @pytest.mark.parametrize('file,content,message', [

@@ -90,8 +90,8 @@ def _summarize(x: jax.Array) -> tuple[jax.Array, jax.Array]:
 
   Sums of integers do not depend on the order of addition, so the checksum is the same for any
   sharding of `x` (checkpoints move between meshes). Both sums and the finiteness test are one
-  variadic reduction: as three separate reductions XLA:CPU took over 20 times longer on the
-  paper net's state (three slow passes over memory instead of one fused loop).
+  variadic reduction: as three separate reductions XLA:CPU took 23 times longer on the paper
+  net's state (bench/RESULTS.md).
   """
   x = x.reshape(1) if x.ndim == 0 else x
   words = _uint32_words(x)

@@ -5,10 +5,11 @@ a JSON record (step, schedule state, validation metrics, a checksum of every arr
 position is the step: the input pipeline's batch is a function of (seed, step), so nothing else
 is needed to resume.
 
-Integrity. Orbax 0.12.8 checks the structure of what it reads (its OCDBT manifests and the
-index of each zarr3 shard carry CRC-32C checksums) but not the array bytes themselves: a
-flipped byte inside an array restores without a word. So each save stores a 64-bit checksum of
-every array in the record (computed on the devices, before the asynchronous write), and each
+Integrity. Orbax 0.12.8 has no checksum of the array bytes: no save option or handler offers
+one (its zarr3 layout, not the default used here, checksums only the index of each shard), and
+bytes flipped inside an array restore without a word (tests/test_checkpoint.py shows it). So
+each save stores a 64-bit checksum of every array in the record (computed on the devices,
+before the asynchronous write), and each
 restore recomputes it and checks that the whole state (parameters and optimizer state) is
 finite. A checkpoint that fails is moved aside to `N.corrupt`, with a warning, for the one
 before it; a state that is not finite is never saved.
@@ -221,7 +222,8 @@ class Checkpoints:
       raise CheckpointError(
           f'No checkpoint in {self.directory} is good: {", ".join(set_aside)} failed the check '
           'and were moved aside (to N.corrupt); nothing else was changed. Training with the '
-          'same command again starts this run over from step 0; or use a new --workdir.')
+          'same command again starts this run over from step 0 (its metrics so far are kept '
+          'aside); or use a new --workdir.')
     return None
 
   def _set_aside(self, path: str, problem: str) -> None:

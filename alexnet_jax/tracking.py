@@ -223,6 +223,21 @@ class Workdir:
     except fileio.DamagedFile as e:  # damaged since the start-up check
       raise _damaged(e, 'put back a copy of the file, or delete that line.') from e
 
+  def start_over(self) -> str | None:
+    """Before a run starts from step 0 in a workdir whose metrics.jsonl holds rows (of a start
+    that left no good checkpoint): keeps those rows under a new name, never drops them, so the
+    run logs into a fresh metrics.jsonl. Returns the new name, or None if there were no rows."""
+    if not self.is_writer or not _read_metrics(self.metrics_path)[0]:
+      return None
+    n = 1
+    while os.path.exists(os.path.join(self.path, f'metrics-before-restart-{n}.jsonl')):
+      n += 1
+    kept = os.path.join(self.path, f'metrics-before-restart-{n}.jsonl')
+    os.replace(self.metrics_path, kept)
+    print(f'{self.metrics_path} held rows of an earlier start that left no checkpoint to go on '
+          f'from; they are kept as {kept}, and this run starts at step 0.', flush=True)
+    return kept
+
   def close(self) -> None:
     if self.writer is not None:
       self.writer.flush()

@@ -192,8 +192,8 @@ def train_and_evaluate(config, workdir: str, argv: list[str]) -> dict:
     _, state = _init_state(config)
     state = jax.device_put(state, setup.shardings)
     start = 0
-    # Rows of an earlier start that was killed before its first checkpoint: logged again.
-    record.truncate_after(0)
+    # Rows of an earlier start that left no checkpoint are kept aside, not mixed with these.
+    record.start_over()
   else:
     start, state, saved = restored
     schedule.state = optim.PlateauState(**saved['schedule'])

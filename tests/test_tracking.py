@@ -167,3 +167,17 @@ def test_a_workdir_that_is_a_file_or_under_one_is_named(tmp_path):
   assert f'is under {tmp_path / "f"}, which is a file' in problem
   assert cli.workdir_problem(str(tmp_path / 'new' / 'run')) is None
   assert cli.workdir_problem(str(tmp_path)) is None
+
+
+def test_starting_over_keeps_the_rows_of_the_earlier_start(tmp_path, capsys):
+  workdir = _workdir_with_history(tmp_path)
+  wd = tracking.Workdir(str(workdir), get_config('quickstart'), [])
+  assert wd.start_over() == str(workdir / 'metrics-before-restart-1.jsonl')
+  assert 'they are kept as' in capsys.readouterr().out
+  assert [json.loads(l)['step'] for l in open(workdir / 'metrics-before-restart-1.jsonl')] == [
+      1, 2, 3]
+  assert not (workdir / 'metrics.jsonl').exists()
+  assert wd.start_over() is None  # nothing more to keep
+  wd.log(1, {'loss': 2.0})
+  wd.close()
+  assert [json.loads(l)['step'] for l in open(workdir / 'metrics.jsonl')] == [1]

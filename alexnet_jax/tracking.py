@@ -219,7 +219,9 @@ class Workdir:
     if not self.is_writer or not os.path.exists(self.metrics_path):
       return
     try:
-      fileio.rewrite_jsonl(self.metrics_path, lambda row: row.get('step', 0) <= step)
+      # A row without a numeric step is kept: nothing is dropped that will not be logged again.
+      fileio.rewrite_jsonl(self.metrics_path, lambda row: not isinstance(
+          row.get('step'), (int, float)) or row['step'] <= step)
     except fileio.DamagedFile as e:  # damaged since the start-up check
       raise _damaged(e, 'put back a copy of the file, or delete that line.') from e
 

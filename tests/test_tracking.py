@@ -8,6 +8,7 @@ import sys
 
 import pytest
 
+from alexnet_jax import fileio
 from alexnet_jax import tracking
 from configs.alexnet import get_config
 
@@ -46,8 +47,9 @@ def test_truncate_after_drops_rows_a_resume_will_log_again(tmp_path):
   wd = tracking.Workdir(str(tmp_path), get_config('quickstart'), [])
   for step in (10, 20, 30):
     wd.log(step, {'loss': 1.0})
+  fileio.append_line(str(tmp_path / 'metrics.jsonl'), '{"note": "no step", "step": "x"}')
   wd.truncate_after(20)
-  assert [json.loads(l)['step'] for l in open(tmp_path / 'metrics.jsonl')] == [10, 20]
+  assert [json.loads(l)['step'] for l in open(tmp_path / 'metrics.jsonl')] == [10, 20, 'x']
 
 
 # --------------------------------------------------------------- damaged and killed records

@@ -26,11 +26,22 @@ def _fsync_folder(folder: str) -> None:
     os.close(fd)
 
 
+def _umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
+
+
 def write_atomic(path: str, data: str | bytes) -> None:
-  """Replaces `path` with `data`: readers (and a restart after a kill) see old or new, whole."""
+  """Replaces `path` with `data`: readers (and a restart after a kill) see old or new, whole.
+
+  The file gets the mode a plain `open(path, 'w')` would give it (0666 less the umask), not
+  the owner-only mode of a temporary file, so results stay readable by the rest of a team.
+  """
   folder = os.path.dirname(os.path.abspath(path))
   fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.', suffix='.tmp', dir=folder)
   try:
+    os.fchmod(fd, 0o666 & ~_umask())
     with os.fdopen(fd, 'wb') as f:
       f.write(data.encode() if isinstance(data, str) else data)
       f.flush()

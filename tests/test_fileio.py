@@ -7,6 +7,7 @@ The kill tests run a real process that SIGKILLs itself inside the write
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 
@@ -121,3 +122,15 @@ def test_remove_temporaries_removes_only_those_of_the_file(tmp_path):
   assert sorted(fileio.remove_temporaries(str(tmp_path / 'a.json'))) == ['.a.json.x1.tmp',
                                                                          '.a.json.x2.tmp']
   assert sorted(os.listdir(tmp_path)) == ['.a.json.keep', '.b.json.x.tmp', 'a.json']
+
+
+def test_write_atomic_gives_the_mode_of_a_plain_write(tmp_path):
+  old = os.umask(0o022)
+  try:
+    fileio.write_atomic(str(tmp_path / 'new.md'), 'x')
+    with open(tmp_path / 'plain.md', 'w') as f:
+      f.write('x')
+  finally:
+    os.umask(old)
+  mode = lambda name: stat.S_IMODE(os.stat(tmp_path / name).st_mode)
+  assert mode('new.md') == mode('plain.md') == 0o644

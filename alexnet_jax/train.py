@@ -176,11 +176,6 @@ def run_evaluation(config, setup: Setup, eval_step, params, views: int) -> dict:
   return result
 
 
-@jax.jit
-def all_finite(tree) -> jax.Array:
-  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
-
-
 def _print(message: str) -> None:
   if parallel.is_main_process():
     print(message, flush=True)
@@ -205,11 +200,15 @@ def train_and_evaluate(config, workdir: str, argv: list[str]) -> dict:
                                     keep=config.checkpoint.keep,
                                     keep_best=config.checkpoint.keep_best,
                                     async_save=config.checkpoint.async_save)
+  # The newest checkpoint that passes its integrity check; damaged ones are moved aside, and
+  # if none is good this stops (CheckpointError) rather than start over unasked.
   restored = ckpt.restore_latest(setup.abstract_state)
   if restored is None:
     _, state = _init_state(config)
     state = jax.device_put(state, setup.shardings)
     start = 0
+    # Rows of an earlier start that left no checkpoint are kept aside, not mixed with these.
+    record.start_over()
   else:
     start, state, saved = restored
     schedule.state = optim.PlateauState(**saved['schedule'])
@@ -243,12 +242,14 @@ def train_and_evaluate(config, workdir: str, argv: list[str]) -> dict:
         'check the data.')
 
   def save(step, metrics=None, force=False):
-    # The loss guards each step; this guards what is saved (an update can overflow after a
-    # finite loss). Checked here, not in the step, so the step needs no extra communication.
-    if not bool(all_finite(state['params'])):
-      stop(f'Parameters are not finite after step {step} (not saved)')
-    ckpt.save(step, state, {'step': step, 'schedule': schedule.state.to_dict()},
-              metrics=metrics, force=force)
+    # The loss guards each step; the save guards what is saved (an update can overflow after a
+    # finite loss): it refuses a state that is not finite. Checked there, not in the step, so
+    # the step needs no extra communication.
+    try:
+      ckpt.save(step, state, {'step': step, 'schedule': schedule.state.to_dict()},
+                metrics=metrics, force=force)
+    except checkpoint_lib.NotFiniteError as e:
+      stop(f'The state after step {step} is {e} (not saved)')
 
   progress = Progress(config.progress, setup.total_steps, setup.steps_per_epoch, start)
   window = {'loss': 0.0, 'top1': 0.0, 'examples': 0.0, 'count': 0, 'images': 0,

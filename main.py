@@ -62,7 +62,8 @@ def main(argv):
                    distributed={'coordinator_address': FLAGS.coordinator_address,
                                 'num_processes': FLAGS.num_processes,
                                 'process_id': FLAGS.process_id, 'tpu': FLAGS.tpu_vm},
-                   images=images, output=FLAGS.output, search_images=FLAGS.search_images)
+                   images=images, output=FLAGS.output, search_images=FLAGS.search_images,
+                   show_traceback=FLAGS.verbosity >= 1)
   if status:
     sys.exit(status)
 

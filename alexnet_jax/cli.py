@@ -1,8 +1,15 @@
-"""What main.py hands off to: one function per --mode, with early, readable failures."""
+"""What main.py hands off to: one function per --mode, with early, readable failures.
+
+A failure a user can fix (a bad config, a damaged or misplaced workdir, a damaged checkpoint,
+a missing dataset) ends the process with one line that says what is wrong and what to do, and
+no traceback; `--verbosity=1` adds the traceback.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
 
 from alexnet_jax import model as model_lib
 from alexnet_jax import optim
@@ -28,9 +35,24 @@ def validate(config) -> None:
                      'positive duration.')
 
 
+def workdir_problem(workdir: str) -> str | None:
+  """Why `workdir` cannot be a run's folder (a file, or under a file), or None if it can."""
+  path = os.path.abspath(workdir)
+  if os.path.exists(path) and not os.path.isdir(path):
+    return (f'--workdir={workdir} is a file, not a folder: pass a folder (a new one starts a '
+            'new run). Nothing was changed.')
+  parent = os.path.dirname(path)
+  while not os.path.exists(parent) and os.path.dirname(parent) != parent:
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent):
+    return (f'--workdir={workdir} is under {parent}, which is a file, not a folder: pass a '
+            'path whose parents are folders. Nothing was changed.')
+  return None
+
+
 def run(config, *, mode: str, workdir: str | None, argv: list[str],
         distributed: dict | None = None, images: list[str] | None = None,
-        output: str | None = None, search_images: int = 0) -> int:
+        output: str | None = None, search_images: int = 0, show_traceback: bool = False) -> int:
   """Runs `mode`; returns the exit status (errors the user can fix exit with one line)."""
   try:
     validate(config)
@@ -44,6 +66,9 @@ def run(config, *, mode: str, workdir: str | None, argv: list[str],
     sys.exit(f'--mode={mode} needs --workdir=DIR (where checkpoints and metrics go).')
   if mode == 'predict' and not images:
     sys.exit('--mode=predict needs --image=FILE [FILE ...].')
+  problem = workdir_problem(workdir)
+  if problem:
+    sys.exit(problem)
   from alexnet_jax import parallel
   if mode in ('train', 'eval'):  # predict and figures run in one process, on one device
     parallel.initialize_distributed(**(distributed or {}))
@@ -54,7 +79,10 @@ def run(config, *, mode: str, workdir: str | None, argv: list[str],
   try:
     return _run_mode(config, mode, workdir, argv, images, output, search_images)
   except (pipeline.DatasetError, parallel.LayoutError, tracking.WorkdirError,
-          train.TrainingError, checkpoint.CheckpointError) as e:
+          train.TrainingError, checkpoint.CheckpointError, OSError) as e:
+    # OSError: a disk that is full or a folder that may not be written, named by the error.
+    if show_traceback:
+      traceback.print_exc()
     sys.exit(f'{type(e).__name__}: {e}')
 
 

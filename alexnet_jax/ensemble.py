@@ -70,10 +70,9 @@ def _make_steps(setup: train.Setup, model_config):
   logits_fn = parallel.make_logits_fn(setup.graphdef, setup.mesh, model_config)
 
   @jax.jit
-  def member_probs(params, images):  # [B, V, S, S, 3] -> [B, classes], views averaged
-    b, v = images.shape[:2]
-    logits = logits_fn(params, images.reshape((b * v,) + images.shape[2:]))
-    return jax.nn.softmax(logits.astype(jnp.float32), axis=-1).reshape(b, v, -1).mean(axis=1)
+  def member_probs(params, images):  # uint8 [B, V, S, S, 3] -> [B, classes], views averaged
+    return evaluate_lib.mean_view_probs(
+        evaluate_lib.view_logits(logits_fn, setup.info.transform, params, images))
 
   @jax.jit
   def combine(probs_list, labels, mask):

@@ -14,8 +14,12 @@ def correct_counts(logits: jax.Array, labels: jax.Array, mask: jax.Array) -> dic
 
   Views are combined by averaging softmax probabilities, as the paper did for its 10 views.
   """
-  probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).mean(axis=1)
-  return counts_from_probs(probs, labels, mask)
+  return counts_from_probs(mean_view_probs(logits), labels, mask)
+
+
+def mean_view_probs(logits: jax.Array) -> jax.Array:
+  """Class probabilities [B, N] of logits [B, V, N]: the softmax averaged over the views."""
+  return jax.nn.softmax(logits.astype(jnp.float32), axis=-1).mean(axis=1)
 
 
 def counts_from_probs(probs: jax.Array, labels: jax.Array,
@@ -28,16 +32,21 @@ def counts_from_probs(probs: jax.Array, labels: jax.Array,
   return {'top1': jnp.sum(hit1 * mask), 'top5': jnp.sum(hit5 * mask), 'count': jnp.sum(mask)}
 
 
+def view_logits(logits_fn, transform: device_preprocess.InputTransform, params,
+                images: jax.Array) -> jax.Array:
+  """Logits [B, V, N] of uint8 images [B, V, S, S, 3]; `transform` (mean, scale) makes the
+  net's input of the crops on the device."""
+  b, v = images.shape[:2]
+  images = device_preprocess.eval_inputs(images, transform)
+  return logits_fn(params, images.reshape((b * v,) + images.shape[2:])).reshape(b, v, -1)
+
+
 def make_eval_step(logits_fn, transform: device_preprocess.InputTransform):
-  """jit(params, uint8 images [B, V, S, S, 3], labels, mask) -> summed counts for the batch;
-  `transform` (mean, scale) makes the net's input of the crops on the device."""
+  """jit(params, uint8 images [B, V, S, S, 3], labels, mask) -> summed counts for the batch."""
 
   @jax.jit
   def eval_step(params, images, labels, mask):
-    b, v = images.shape[:2]
-    images = device_preprocess.eval_inputs(images, transform)
-    logits = logits_fn(params, images.reshape((b * v,) + images.shape[2:]))
-    return correct_counts(logits.reshape(b, v, -1), labels, mask)
+    return correct_counts(view_logits(logits_fn, transform, params, images), labels, mask)
 
   return eval_step
 

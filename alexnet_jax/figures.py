@@ -241,7 +241,7 @@ def _pad(images: np.ndarray, size: int) -> np.ndarray:
 
 
 class _Net:
-  """A workdir's trained net on one device: class probabilities and fc7 of model inputs."""
+  """A workdir's trained net on one device: class probabilities and fc7 of uint8 crops."""
 
   def __init__(self, config, workdir: str):
     from alexnet_jax import labels, train, trained  # pylint: disable=import-outside-toplevel
@@ -268,10 +268,10 @@ class _Net:
 
 
 def _first_validation_images(net: _Net, count: int) -> dict[str, np.ndarray]:
-  """The first `count` validation images: display, label, probabilities and fc7."""
+  """The first `count` validation images: the uint8 central crop, label, probabilities, fc7."""
   batches = list(net.examples('eval', count))
-  val = {k: np.concatenate([b[k] for b in batches]) for k in ('image', 'display', 'label')}
-  val['probs'], val['fc7'] = net.outputs(val.pop('image'))
+  val = {k: np.concatenate([b[k] for b in batches]) for k in ('image', 'label')}
+  val['probs'], val['fc7'] = net.outputs(val['image'])
   return val
 
 
@@ -279,7 +279,7 @@ def _search_training_set(net: _Net, queries: np.ndarray, limit: int) -> tuple[Ne
   search = NearestImages(queries, FIG4_NEIGHBOURS)
   searched = 0
   for b in net.examples('train', limit):
-    search.add(net.outputs(b['image'])[1], b['display'], b['label'])
+    search.add(net.outputs(b['image'])[1], b['image'], b['label'])
     searched += len(b['label'])
   if not searched:
     from alexnet_jax import train  # pylint: disable=import-outside-toplevel
@@ -300,12 +300,12 @@ def make_figures(config, workdir: str, search_images: int = 0) -> dict:
   val = _first_validation_images(net, max(FIG4_LEFT_IMAGES, FIG4_QUERIES))
   left = min(FIG4_LEFT_IMAGES, len(val['label']))
   save_figure(os.path.join(out_dir, 'figure4_left.png'),
-              figure4_left(val['display'][:left], val['probs'][:left], val['label'][:left],
+              figure4_left(val['image'][:left], val['probs'][:left], val['label'][:left],
                            net.names))
   queries = min(FIG4_QUERIES, len(val['label']))
   search, searched = _search_training_set(net, val['fc7'][:queries], search_images)
   save_png(os.path.join(out_dir, 'figure4_right.png'),
-           neighbour_grid(val['display'][:queries], np.stack(search.images)))
+           neighbour_grid(val['image'][:queries], np.stack(search.images)))
 
   names = net.names
   record = {

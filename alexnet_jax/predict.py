@@ -3,9 +3,11 @@
     python main.py --mode=predict --config=configs/alexnet.py:quickstart --workdir=runs/quickstart \
         --image=a.jpg b.jpg c.png            # (or --image=a.jpg --image=b.jpg ...)
 
-Each file is rescaled and cropped as the validation images are (the centre crop, or the 10 views
-with `--config.eval.views=10`, their softmax averaged), with the training set's mean (so the
-dataset must be prepared where this runs, as for evaluation). A file that cannot be read or
+Each file goes through exactly what a validation image goes through: its stored square is made
+as the dataset's are (central square rescaled to `data.resize_size`, stored as JPEG), then the
+centre crop, or the 10 views with `--config.eval.views=10` (their softmax averaged), become the
+net's input on the device with the training set's mean and the input scale (so the dataset must
+be prepared where this runs, as for evaluation). A file that cannot be read or
 decoded gets one line saying so; the others are still predicted, and the exit status is 1.
 """
 
@@ -41,7 +43,7 @@ def predict_files(config, workdir: str, paths: list[str]) -> list[dict]:
     if isinstance(item, inputs.UnreadableImage):
       out.append({'image': path, 'error': str(item)})
       continue
-    probs, _ = forward(net.params, item[0])
+    probs, _ = forward(net.params, item)  # the views, uint8 [views, S, S, 3]
     out.append({'image': path, 'views': views, 'step': net.step,
                 'top5': top_k(np.asarray(probs).mean(axis=0), names)})
   return out

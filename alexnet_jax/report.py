@@ -132,18 +132,14 @@ def excludes_zero(interval: dict) -> bool:
 
 # ------------------------------------------------------------------------------- workdirs
 def read_rows(path: str) -> list[dict]:
-  """The rows of a workdir's metrics.jsonl (a torn last line, from a kill, is skipped)."""
-  rows = []
+  """The rows of a workdir's metrics.jsonl, read as training reads it back (`fileio.read_jsonl`:
+  a torn last line, from a kill, is skipped; any other line that is not a JSON object is damage,
+  fileio.DamagedFile, a ValueError naming the file and line)."""
   try:
-    with open(os.path.join(path, 'metrics.jsonl')) as f:
-      for line in f:
-        try:
-          rows.append(json.loads(line))
-        except json.JSONDecodeError:
-          continue
+    rows, _ = fileio.read_jsonl(os.path.join(path, 'metrics.jsonl'))
   except FileNotFoundError:
-    pass
-  return [r for r in rows if isinstance(r, dict) and 'step' in r]
+    return []
+  return [r for r in rows if 'step' in r]
 
 
 def _read_json(path: str):

@@ -15,6 +15,7 @@ import jax
 from flax import nnx
 
 from alexnet_jax import checkpoint as checkpoint_lib
+from alexnet_jax import device_preprocess
 from alexnet_jax import tracking
 from alexnet_jax import train
 
@@ -51,14 +52,16 @@ def restore(config, workdir: str, setup: train.Setup) -> Restored:
 
 
 def make_forward(setup: train.Setup, feature_layer: str = 'fc7'):
-  """jit(params, images [B, S, S, 3]) -> (probabilities [B, classes], `feature_layer`'s
-  activations [B, F]), test-time dropout; for a single-device setup."""
-  graphdef = setup.graphdef
+  """jit(params, uint8 crops [B, S, S, 3]) -> (probabilities [B, classes], `feature_layer`'s
+  activations [B, F]), test-time dropout; for a single-device setup. The crops become the net's
+  input on the device with the dataset's transform (mean, scale), as in the eval step."""
+  graphdef, transform = setup.graphdef, setup.info.transform
 
   @jax.jit
   def forward(params, images):
     capture = {}
-    logits = nnx.merge(graphdef, params)(images, train=False, capture=capture)
+    inputs = device_preprocess.eval_inputs(images, transform)
+    logits = nnx.merge(graphdef, params)(inputs, train=False, capture=capture)
     return jax.nn.softmax(logits, axis=-1), capture[feature_layer]
 
   return forward

@@ -551,3 +551,26 @@ def test_resuming_far_into_training_does_not_replay_the_epochs(data_fake_imagene
   batch = next(pipeline.train_iterator(data_fake_imagenet, image_size=56, global_batch_size=4,
                                        seed=0, start_step=10**7))
   assert time.time() - start < 10 and batch['image'].shape == (4, 56, 56, 3)
+
+
+def test_an_image_file_gives_exactly_what_evaluation_feeds(data_folder):
+  # The originals of the val split (PNG and JPEG, 40-90 px), named by the stored squares
+  # themselves (read by TFDS, in the split's order), against the pipeline's evaluation batches.
+  builder = tfds.builder_from_directory(make_squares.squares.folder(data_folder))
+  names = [e['file_name'].decode() for e in builder.as_dataset(
+      split='val', shuffle_files=False,
+      decoders={'image': tfds.decode.SkipDecoding()}).as_numpy_iterator()]
+  assert len(names) == 23
+  for views in (1, 10):
+    batch = next(pipeline.eval_iterator(data_folder, image_size=24, global_batch_size=23,
+                                        views=views))
+    for name, expected in zip(names, batch['image']):
+      with open(os.path.join(data_folder.folder, name), 'rb') as f:
+        got = pipeline.eval_views_of_file(data_folder, f.read(), image_size=24, views=views)
+      assert got.dtype == np.uint8 and got.shape == (views, 24, 24, 3)
+      np.testing.assert_array_equal(got, expected)
+  with pytest.raises(pipeline.UndecodableImage, match='not a decodable image .*JPEG'):
+    pipeline.eval_views_of_file(data_folder, b'\xff\xd8 not really a jpeg', image_size=24,
+                                views=1)
+  with pytest.raises(DatasetError, match='larger than data.resize_size'):
+    pipeline.eval_views_of_file(data_folder, b'', image_size=64, views=1)

@@ -75,7 +75,7 @@ def test_the_squares_are_a_tfds_dataset_in_the_originals_order(tmp_path):
   records = _records(config)
   assert [r[1] for r in records] == names  # the originals' order: slices pick the same images
   assert [r[0] for r in records] == [int(n.split('/')[1][1:]) for n in names]
-  squaring = make_squares._squaring(config)  # pylint: disable=protected-access
+  squaring = squares.squaring(config)
   for label, name, image in records:
     assert image.shape == (32, 32, 3)
     exact = image_ops.central_square(

@@ -155,3 +155,13 @@ def test_curves_are_mean_and_range_over_seeds(sweep_root):
   # Seeds 0, 1, 2 logged loss 2+s at epoch 1 and 1+s at epoch 2 (seed 2's torn line is skipped).
   assert epochs == [1.0, 2.0]
   assert mean == [3.0, 2.0] and low == [2.0, 1.0] and high == [4.0, 3.0]
+
+
+def test_a_damaged_metrics_file_is_named_not_skipped(sweep_root):
+  # A line in the middle that is not JSON is damage, not a kill: the report names the file and
+  # the line (launch.report prints it as one line) rather than report from part of a run.
+  path = sweep_root / 'no_lrn' / 'seed1' / 'metrics.jsonl'
+  lines = path.read_text().splitlines()
+  path.write_text('\n'.join(lines[:1] + ['{"step": 10, "lo'] + lines[1:]) + '\n')
+  with pytest.raises(ValueError, match=r'no_lrn/seed1/metrics.jsonl line 2 is not a JSON object'):
+    report.write_report(str(sweep_root))

@@ -6,3 +6,7 @@ class DatasetError(Exception):
 
   Commands and the training loop print it as one line, not as a traceback.
   """
+
+
+class UndecodableImage(DatasetError):
+  """An image file nothing can be decoded from; the message says why (the decoder's reason)."""

@@ -59,13 +59,6 @@ class _Progress:
     self.stream.flush()
 
 
-def _squaring(data_config) -> image_ops.Squaring:
-  return image_ops.Squaring(
-      resize_size=int(data_config.resize_size), resize_method=data_config.resize_method,
-      antialias=bool(data_config.antialias), quality=int(data_config.squares_quality),
-      truncated_jpeg_fraction=float(data_config.truncated_jpeg_fraction))
-
-
 def _stored_or_empty(squaring: image_ops.Squaring, parallel: int):
   """(image, label, name) dataset -> (stored square or b'', label, name), order kept: an image
   nothing can be decoded from becomes b'' (no TensorFlow log line: the caller reports it)."""
@@ -150,7 +143,7 @@ def _make_split(original, split: str, manifest: dict, path: str, data_config, lo
     log(f'squares {split}: {sum(done)} of {len(done)} shards already written; going on from '
         'there')
   progress = _Progress(f'squares {split}', plan['num_examples'], done_images)
-  squaring = _squaring(data_config)
+  squaring = squares.squaring(data_config)
   parallel = int(data_config.parallel_calls) if data_config.parallel_calls > 0 else (
       os.cpu_count() or 2)
   first = 0

@@ -1,4 +1,5 @@
-"""What training reads: `dataset_info`, `train_iterator`, `eval_iterator`, over the stored squares.
+"""What training reads: `dataset_info`, `train_iterator`, `eval_iterator`, over the stored squares
+(and `eval_views_of_file`: the same evaluation input of an image file outside the dataset).
 
 The host's share of the work is small: read the stored resize_size JPEGs (squares.py), decode
 each training crop's window, mirror it (image_ops.py) and batch uint8 crops; the float work runs
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Iterator
 
 import numpy as np
@@ -31,7 +33,7 @@ from alexnet_jax.data import sources
 from alexnet_jax.data import squares
 from alexnet_jax.data import stats_file
 from alexnet_jax.data import undecodable
-from alexnet_jax.data.errors import DatasetError
+from alexnet_jax.data.errors import DatasetError, UndecodableImage
 
 
 @dataclasses.dataclass(frozen=True)
@@ -380,3 +382,29 @@ def eval_iterator(data_config, *, image_size: int, global_batch_size: int, views
                         [order.share(opened.eval, process_index, process_count)],
                         f'the eval split {data_config.eval_split!r}', check_decoded=False,
                         kept_as='it is evaluated as a black image (counted, with its label)')
+
+
+# ------------------------------------------------------------------------- one image, not stored
+
+def _decoder_reason(error: tf.errors.OpError) -> str:
+  """TensorFlow's message without its function and op names: 'Unknown image file format...'."""
+  lines = (error.message or str(error)).strip().splitlines()
+  return re.sub(r'\{\{.*?\}\}\s*|\s*\[Op:.*$', '', lines[0] if lines else '').strip()
+
+
+def eval_views_of_file(data_config, image_bytes: bytes, *, image_size: int,
+                       views: int) -> np.ndarray:
+  """What evaluation feeds the net for an image file that is not in the dataset (a photograph
+  to classify): uint8 [views, S, S, 3], its stored square made exactly as the dataset's are
+  (`squares.squaring`: central square, rescaled, JPEG of data.squares_quality), then the
+  central crop or the 10 views exactly as `eval_iterator` cuts them. The float work (mean,
+  scale) is the device's, as in evaluation. UndecodableImage (a DatasetError) with the
+  decoder's reason when nothing can be decoded from the bytes."""
+  _check_crops(data_config, image_size)
+  if views not in (1, 10):
+    raise ValueError(f'views must be 1 (central crop) or 10, got {views}')
+  try:
+    square = image_ops.stored_square(tf.constant(image_bytes), squares.squaring(data_config))
+    return image_ops.eval_views(square, views, int(data_config.resize_size), image_size).numpy()
+  except tf.errors.OpError as e:
+    raise UndecodableImage(f'not a decodable image ({_decoder_reason(e)})') from e

@@ -23,6 +23,7 @@ import re
 import tensorflow as tf
 
 from alexnet_jax import fileio
+from alexnet_jax.data import image_ops
 from alexnet_jax.data import locations
 from alexnet_jax.data.errors import DatasetError
 from alexnet_jax.data.sources import RecordFilesSource
@@ -41,6 +42,11 @@ def settings(data_config) -> dict:
           'resize_method': str(data_config.resize_method),
           'antialias': bool(data_config.antialias),
           'truncated_jpeg_fraction': float(data_config.truncated_jpeg_fraction)}
+
+
+def squaring(data_config) -> image_ops.Squaring:
+  """How the config's squares are made from the originals (`image_ops.stored_square`)."""
+  return image_ops.Squaring(**settings(data_config))
 
 
 def folder(data_config, source_name: str | None = None) -> str:

@@ -95,6 +95,12 @@ def test_figures_of_the_trained_net(study):
     assert image.size[0] > 200
 
 
+@pytest.fixture(scope='module')
+def seed0(study):
+  """Seed 0's config, plan and trained parameters, restored once in this process."""
+  return _restore(study, 0)
+
+
 def _restore(study, seed):
   """The seed's trained parameters and the config they were trained with, in this process."""
   from alexnet_jax import train, trained
@@ -113,7 +119,7 @@ def _restore(study, seed):
                                         setup)
 
 
-def test_tensorboard_has_the_conv1_grid_at_each_evaluation(study):
+def test_tensorboard_has_the_conv1_grid_at_each_evaluation(study, seed0):
   from tensorboard.backend.event_processing import event_accumulator
   from alexnet_jax import figures
   workdir = str(study['root'] / 'baseline' / 'seed0')
@@ -122,16 +128,16 @@ def test_tensorboard_has_the_conv1_grid_at_each_evaluation(study):
   grids = events.Tensors('conv1')
   assert [e.step for e in grids] == [6, 12]  # the evaluation and the final one
   png = grids[-1].tensor_proto.string_val[2]  # width, height, then the encoded image
-  _, _, net = _restore(study, 0)
+  _, _, net = seed0
   with Image.open(io.BytesIO(png)) as image:
     np.testing.assert_array_equal(np.asarray(image.convert('RGB')),
                                   figures.conv1_grid(figures.conv1_kernels(net.params)))
 
 
-def test_predict_names_the_top5_like_evaluation(study, tmp_path):
+def test_predict_names_the_top5_like_evaluation(study, seed0, tmp_path):
   import tensorflow_datasets as tfds
   from alexnet_jax import inputs, labels, trained
-  config, setup, net = _restore(study, 0)
+  config, setup, net = seed0
   # The first validation image, as a file, and its probabilities on the evaluation path.
   builder = tfds.builder('imagenet2012', data_dir=str(study['data']))
   first = next(iter(builder.as_dataset(split=config.data.eval_split, shuffle_files=False,

@@ -203,6 +203,20 @@ def _conv_im2col(x, kernel_hwio, stride, padding):
   return patches @ kernel_hwio.reshape(kh * kw * cin, cout)
 
 
+def _dense(x, kernel, bias):
+  """x [B, in] times every column's kernel [C, in, out] -> [B, C * out], columns side by side.
+
+  On CPU as a matmul batched over the column axis ('cbi,cio->cbo'): each column's kernel is
+  used where it lies, where 'bi,cio->bco' makes XLA:CPU copy it into per-column pieces every
+  step (fc6's 2 x 37.7 MB forward and backward; bench/RESULTS.md). Elsewhere as it always was.
+  """
+  if not _on_cpu():
+    return (jnp.einsum('bi,cio->bco', x, kernel) + bias).reshape(x.shape[0], -1)
+  columns = kernel.shape[0]
+  y = jnp.einsum('cbi,cio->cbo', jnp.broadcast_to(x, (columns,) + x.shape), kernel)
+  return (y + bias[:, None, :]).transpose(1, 0, 2).reshape(x.shape[0], -1)
+
+
 class AlexNet(nnx.Module):
   """The paper's two-column net (or a variant) built from `config.model`."""
 
@@ -379,9 +393,7 @@ class AlexNet(nnx.Module):
         # fc6 sees both columns: gather pool5's channels BEFORE flattening, so that its input
         # is ordered (h, w, every column's channels) on every mesh, as on one device.
         x = x.reshape(x.shape[0], -1)
-      kernel = module.kernel[...].astype(dtype)
-      y = jnp.einsum('bi,cio->bco', x, kernel) + module.bias[...].astype(dtype)
-      x = y.reshape(y.shape[0], -1)
+      x = _dense(x, module.kernel[...].astype(dtype), module.bias[...].astype(dtype))
       if layer.name != self.dense_layers[-1].name:
         x = self._activation(x)
       if layer.dropout == 'output':

@@ -145,18 +145,22 @@ def run_net(net: str, args, tmp: str) -> None:
   jax_matmul = statistics.median(matmul[first_jax])
   print(f'\nmodel FLOPs per image (train step): {flops / 1e9:.2f} G; matmul rate '
         + ', '.join(f'{s} {statistics.median(matmul[s]) / 1e9:.0f} GFLOP/s' for s in specs))
-  print(f'{"contender":<28} {"images/s":>9} {"vs torch":>9} {"per-round":>11} '
-        f'{"share":>6}')
-  torch_rates = rates.get('torch')
+  # Ratios per round (both contenders measured back to back), then their median and range.
+  baselines = [('torch', 'vs torch')] if 'torch' in rates else []
+  if specs[0] != 'torch' and len([s for s in specs if s != 'torch']) > 1:
+    baselines.append((specs[0], 'vs first'))
+  print(f'{"contender":<28} {"images/s":>9} {"share":>6}' + ''.join(
+      f' {title:>9} {"per round":>11}' for _, title in baselines))
   for spec in specs:
     median = statistics.median(rates[spec])
-    share = median * flops / jax_matmul
-    if torch_rates and spec != 'torch':
-      per_round = [a / b for a, b in zip(rates[spec], torch_rates)]
-      ratio = f'{statistics.median(per_round):9.2f} {_fmt_range(per_round):>11}'
-    else:
-      ratio = f'{"":>9} {"":>11}'
-    print(f'{spec:<28} {median:9.1f} {ratio} {share:6.2f}')
+    line = f'{spec:<28} {median:9.1f} {median * flops / jax_matmul:6.2f}'
+    for base, _ in baselines:
+      if spec == base or (spec == 'torch'):
+        line += f' {"":>9} {"":>11}'
+        continue
+      per_round = [a / b for a, b in zip(rates[spec], rates[base])]
+      line += f' {statistics.median(per_round):9.2f} {_fmt_range(per_round):>11}'
+    print(line)
   print(f'(share: of the jnp.dot rate of {first_jax}; load after: {load()})', flush=True)
 
 

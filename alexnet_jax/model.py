@@ -150,12 +150,6 @@ def scaled(features: int, width: float) -> int:
   return max(1, int(round(features * width)))
 
 
-# conv1_impl='auto' on CPU: XLA:CPU's 11x11/4 convolution is slow with few output channels.
-# Measured (bench/conv_impl.py, bench/RESULTS.md): im2col is 1.5x faster with 24 (quarter width)
-# and 6-15% slower with 48 and 96; so im2col up to 32, the convolution above.
-IM2COL_MAX_CONV1_FEATURES = 32
-
-
 def _on_cpu() -> bool:
   return jax.default_backend() == 'cpu'
 
@@ -216,6 +210,37 @@ def _dense(x, kernel, bias):
   columns = kernel.shape[0]
   y = jnp.einsum('cbi,cio->cbo', jnp.broadcast_to(x, (columns,) + x.shape), kernel)
   return (y + bias[:, None, :]).transpose(1, 0, 2).reshape(x.shape[0], -1)
+
+
+def conv_layer(cfg, layer: ConvLayer, kernel, bias, x):
+  """One conv layer of every column (kernel [C, kh, kw, in, out], bias [C, out]), before its
+  activation: the implementation `cfg.conv_impl` / `cfg.conv1_impl` choose."""
+  columns = kernel.shape[0]
+  if layer.name == 'conv1':
+    padding = conv1_padding(cfg)
+  else:
+    padding = ((layer.padding, layer.padding),) * 2
+  if layer.both_columns:
+    merged = _merged_kernel(kernel)
+    impl = 'conv' if cfg.conv1_impl == 'auto' else cfg.conv1_impl
+    if layer.name == 'conv1' and impl == 'im2col':
+      y = _conv_im2col(x, merged, layer.stride, padding)
+    else:
+      y = _conv(x, merged, layer.stride, padding)
+  else:
+    impl = cfg.conv_impl
+    if impl == 'auto':
+      impl = 'split' if _on_cpu() else 'grouped'
+    if columns == 1:
+      y = _conv(x, kernel[0], layer.stride, padding)
+    elif impl == 'grouped':
+      y = _conv(x, _merged_kernel(kernel), layer.stride, padding, groups=columns)
+    else:
+      per = x.shape[-1] // columns
+      y = jnp.concatenate(
+          [_conv(x[..., c * per:(c + 1) * per], kernel[c], layer.stride, padding)
+           for c in range(columns)], axis=-1)
+  return y + bias.reshape(-1)
 
 
 class AlexNet(nnx.Module):
@@ -283,38 +308,9 @@ class AlexNet(nnx.Module):
                                  'VALID')
 
   def _conv_layer(self, layer: ConvLayer, x, dtype):
-    cfg = self.cfg
     module = getattr(self, layer.name)
-    kernel = module.kernel[...].astype(dtype)
-    bias = module.bias[...].astype(dtype)
-    columns = kernel.shape[0]
-    if layer.name == 'conv1':
-      padding = conv1_padding(cfg)
-    else:
-      padding = ((layer.padding, layer.padding),) * 2
-    if layer.both_columns:
-      merged = _merged_kernel(kernel)
-      impl = cfg.conv1_impl
-      if impl == 'auto':
-        impl = 'im2col' if _on_cpu() and merged.shape[-1] <= IM2COL_MAX_CONV1_FEATURES else 'conv'
-      if layer.name == 'conv1' and impl == 'im2col':
-        y = _conv_im2col(x, merged, layer.stride, padding)
-      else:
-        y = _conv(x, merged, layer.stride, padding)
-    else:
-      impl = cfg.conv_impl
-      if impl == 'auto':
-        impl = 'split' if _on_cpu() else 'grouped'
-      if columns == 1:
-        y = _conv(x, kernel[0], layer.stride, padding)
-      elif impl == 'grouped':
-        y = _conv(x, _merged_kernel(kernel), layer.stride, padding, groups=columns)
-      else:
-        per = x.shape[-1] // columns
-        y = jnp.concatenate(
-            [_conv(x[..., c * per:(c + 1) * per], kernel[c], layer.stride, padding)
-             for c in range(columns)], axis=-1)
-    return y + bias.reshape(-1)
+    return conv_layer(self.cfg, layer, module.kernel[...].astype(dtype),
+                      module.bias[...].astype(dtype), x)
 
   def _dropout(self, x, layer_index, columns, train, dropout_key, column_axis, data_axis=None):
     rate = self.cfg.dropout

@@ -2,16 +2,18 @@
 
   python bench/train_step.py                       # both nets, 3 rounds (~3 min on 2 cores)
   python bench/train_step.py --rounds=1 --steps=1  # a smoke run (~1 min)
-  python bench/train_step.py --nets=quickstart --contenders=jax,jax@HEAD~1   # ours, old vs new
+  python bench/train_step.py --nets=quickstart --contender=jax@HEAD~1 --contender=jax
 
 Each contender is a persistent worker process that builds its step once and then, on the
 parent's word, times `--steps` steps; the parent asks the contenders in turn, round after round,
-so that all of them see the same machine. Contenders:
+so that all of them see the same machine. Contenders (`--contender`, repeated; default jax and
+torch), written jax[@REV][:KEY=VALUE...][+FLAG...] or torch:
 
   jax            the project's own `train.make_train_step` (the loop's step: loss, gradients,
                  the paper's optimizer) on one device, from this checkout
-  jax@REV        the same, from the code of git revision REV (exported to a temporary directory)
-  jax+FLAGS      ...with FLAGS appended to XLA_FLAGS (e.g. 'jax+--xla_cpu_use_xnnpack=false')
+  @REV           ...from the code of git revision REV (exported to a temporary directory)
+  :KEY=VALUE     ...with a config override, e.g. ':model.conv1_impl=conv'
+  +FLAG          ...with FLAG appended to XLA_FLAGS, e.g. '+--xla_cpu_use_xnnpack=false'
   torch          the same net in PyTorch (grouped convolutions for the own-column layers,
                  torch's LRN and max-pooling, SGD with momentum 0.9 and weight decay 5e-4)
 
@@ -93,16 +95,19 @@ def export_revision(rev: str, into: str) -> str:
 
 
 def start(spec: str, net: str, args, tmp: str, params_path: str | None) -> Worker:
-  kind, _, flags = spec.partition('+')
+  kind, *flags = spec.split('+')
+  kind, *overrides = kind.split(':')
   kind, _, rev = kind.partition('@')
-  if kind not in ('jax', 'torch'):
-    raise SystemExit(f'Unknown contender {spec!r}: use jax, jax@REV, jax+FLAGS or torch.')
+  if kind not in ('jax', 'torch') or (kind == 'torch' and (flags or overrides or rev)):
+    raise SystemExit(f'Unknown contender {spec!r}: use jax[@REV][:KEY=VALUE...][+FLAG...] or '
+                     'torch.')
   code = export_revision(rev, tmp) if rev else ROOT
   env = dict(os.environ)
   if flags:
-    env['XLA_FLAGS'] = (env.get('XLA_FLAGS', '') + ' ' + flags).strip()
+    env['XLA_FLAGS'] = ' '.join([env.get('XLA_FLAGS', '')] + flags).strip()
   argv = [sys.executable, os.path.abspath(__file__), f'--worker={kind}', f'--net={net}',
           f'--code={code}', f'--params={params_path or ""}',
+          *[f'--override={o}' for o in overrides],
           f'--save_params={os.path.join(tmp, net + ".npz") if params_path is None else ""}']
   return Worker(spec, argv, env, cwd=code)
 
@@ -113,10 +118,10 @@ def _fmt_range(values):
 
 def run_net(net: str, args, tmp: str) -> None:
   steps = args.steps or DEFAULT_STEPS[net]
-  specs = args.contenders.split(',')
+  specs = args.contender or ['jax', 'torch']
   first_jax = next((s for s in specs if s.startswith('jax')), None)
   if first_jax is None:
-    raise SystemExit('--contenders needs at least one jax contender (it makes the parameters).')
+    raise SystemExit('Name at least one jax --contender (it makes the parameters).')
   print(f'\n== {net} net: batch {NETS[net][1]}, {steps} steps per round, {args.rounds} rounds; '
         f'load before: {load()}', flush=True)
   workers = {first_jax: start(first_jax, net, args, tmp, None)}
@@ -130,12 +135,14 @@ def run_net(net: str, args, tmp: str) -> None:
           f'{r["loss"]:.4f}; {r["info"]}', flush=True)
   flops = workers[first_jax].ready['flops']
   rates = {s: [] for s in specs}
+  cpu_ms = {s: [] for s in specs}  # CPU time per image: steadier than wall time under load
   matmul = {s: [] for s in specs}
   order = list(specs)
   for round_index in range(args.rounds):
     for spec in order:
       out = workers[spec].ask({'steps': steps})
       rates[spec].append(NETS[net][1] * steps / out['seconds'])
+      cpu_ms[spec].append(1000 * out['cpu_seconds'] / (NETS[net][1] * steps))
       matmul[spec].append(out['matmul_flops_per_s'])
     order.reverse()  # alternate who goes first
     print(f'round {round_index + 1}: ' + ', '.join(
@@ -149,13 +156,14 @@ def run_net(net: str, args, tmp: str) -> None:
   baselines = [('torch', 'vs torch')] if 'torch' in rates else []
   if specs[0] != 'torch' and len([s for s in specs if s != 'torch']) > 1:
     baselines.append((specs[0], 'vs first'))
-  print(f'{"contender":<28} {"images/s":>9} {"share":>6}' + ''.join(
+  print(f'{"contender":<28} {"images/s":>9} {"share":>6} {"CPU ms/img":>10}' + ''.join(
       f' {title:>9} {"per round":>11}' for _, title in baselines))
   for spec in specs:
     median = statistics.median(rates[spec])
-    line = f'{spec:<28} {median:9.1f} {median * flops / jax_matmul:6.2f}'
+    line = (f'{spec:<28} {median:9.1f} {median * flops / jax_matmul:6.2f} '
+            f'{statistics.median(cpu_ms[spec]):10.2f}')
     for base, _ in baselines:
-      if spec == base or (spec == 'torch'):
+      if spec in (base, 'torch'):
         line += f' {"":>9} {"":>11}'
         continue
       per_round = [a / b for a, b in zip(rates[spec], rates[base])]
@@ -233,6 +241,14 @@ def serve_jax(args):
   config = get_config(config_arg)
   config.batch_size = batch
   config.mesh.model = 1
+  for override in args.override:
+    key, _, value = override.partition('=')
+    node = config
+    *parents, leaf = key.split('.')
+    for part in parents:
+      node = node[part]
+    node[leaf] = type(node[leaf])(value) if not isinstance(node[leaf], bool) else (
+        value == 'True')
   mesh = parallel.make_mesh(config.mesh, config.model, jax.devices()[:1])
   graphdef, state = train._init_state(config)
   if args.params:  # the first jax worker's parameters (same tree: layer/kernel, layer/bias)
@@ -265,13 +281,13 @@ def serve_jax(args):
                   f'XLA_FLAGS={os.environ.get("XLA_FLAGS", "")!r}'})
   index = 1
   for request in _requests():
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(request['steps']):
       state, metrics = step(state, data, lr, jnp.int32(index))
       index += 1
     jax.block_until_ready(metrics)
-    seconds = time.perf_counter() - start
-    _reply({'seconds': seconds, 'matmul_flops_per_s': _jax_matmul_rate()})
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    _reply({'seconds': seconds, 'cpu_seconds': cpu, 'matmul_flops_per_s': _jax_matmul_rate()})
 
 
 class TorchAlexNet:
@@ -358,17 +374,19 @@ def serve_torch(args):
   _reply({'first_step_s': time.perf_counter() - start, 'loss': loss,
           'info': f'torch {torch.__version__}, {torch.get_num_threads()} threads'})
   for request in _requests():
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     for _ in range(request['steps']):
       step()
-    seconds = time.perf_counter() - start
-    _reply({'seconds': seconds, 'matmul_flops_per_s': matmul_rate()})
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    _reply({'seconds': seconds, 'cpu_seconds': cpu, 'matmul_flops_per_s': matmul_rate()})
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--nets', default='paper,quickstart')
-  parser.add_argument('--contenders', default='jax,torch')
+  parser.add_argument('--contender', action='append',
+                      help='jax[@REV][:KEY=VALUE...][+FLAG...] or torch (repeat; default: '
+                      'jax and torch)')
   parser.add_argument('--rounds', type=int, default=3, help='the length of the run')
   parser.add_argument('--steps', type=int, default=0,
                       help='steps per round and contender (0: 3 for paper, 10 for quickstart)')
@@ -377,6 +395,7 @@ def main():
   parser.add_argument('--code', default='', help=argparse.SUPPRESS)
   parser.add_argument('--params', default='', help=argparse.SUPPRESS)
   parser.add_argument('--save_params', default='', help=argparse.SUPPRESS)
+  parser.add_argument('--override', action='append', default=[], help=argparse.SUPPRESS)
   args = parser.parse_args()
   if args.worker:
     sys.path.insert(0, args.code)  # the contender's code (this checkout, or REV's tree)

@@ -212,6 +212,33 @@ def _dense(x, kernel, bias):
   return (y + bias[:, None, :]).transpose(1, 0, 2).reshape(x.shape[0], -1)
 
 
+@jax.custom_vjp
+def _add_bias(y, bias):
+  return y + bias
+
+
+def _add_bias_fwd(y, bias):
+  return y + bias, None
+
+
+def _add_bias_bwd(_, g):
+  """The bias gradient as a matmul with ones, on the gradient as it is materialized anyway.
+
+  Left to autodiff, XLA:CPU fuses the whole elementwise backward of what follows (ReLU, LRN) into
+  the bias gradient's reduction over batch and space, a loop it runs on one thread with strided
+  reads: 270 ms of the paper net's 2.3 s step for conv2 alone (bench/RESULTS.md)."""
+  rows = g.reshape(-1, g.shape[-1])
+  return g, jnp.ones((rows.shape[0],), g.dtype) @ rows
+
+
+_add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)
+
+
+def add_bias(y, bias):
+  """y [..., C] + bias [C]; on CPU with the bias gradient computed as above."""
+  return _add_bias(y, bias) if _on_cpu() else y + bias
+
+
 def conv_layer(cfg, layer: ConvLayer, kernel, bias, x):
   """One conv layer of every column (kernel [C, kh, kw, in, out], bias [C, out]), before its
   activation: the implementation `cfg.conv_impl` / `cfg.conv1_impl` choose."""
@@ -240,7 +267,7 @@ def conv_layer(cfg, layer: ConvLayer, kernel, bias, x):
       y = jnp.concatenate(
           [_conv(x[..., c * per:(c + 1) * per], kernel[c], layer.stride, padding)
            for c in range(columns)], axis=-1)
-  return y + bias.reshape(-1)
+  return add_bias(y, bias.reshape(-1))
 
 
 class AlexNet(nnx.Module):

@@ -66,8 +66,23 @@ def _denominator(x32, size, k, alpha_eff):
   return k + alpha_eff * _window_sum(x32 * x32, before, after)
 
 
+# float32 lanes of the widest CPU vectors (AVX-512).
+_VECTOR_LANES = 16
+
+
 def _scale(d, beta):
-  """d ** -beta (d >= k > 0)."""
+  """d ** -beta (d >= k > 0).
+
+  On CPU, when the channel axis is not a whole number of vectors (the quickstart's 12 channels
+  per column), XLA's loop over it stays scalar; taken over the flattened array the power
+  vectorizes again (1.55x faster forward + backward at 12 channels, slower at 32 and 48).
+  """
+  if jax.default_backend() == 'cpu' and d.shape[-1] % _VECTOR_LANES:
+    return _power(d.reshape(-1), beta).reshape(d.shape)
+  return _power(d, beta)
+
+
+def _power(d, beta):
   if beta == 0.75:
     return jax.lax.rsqrt(d * jnp.sqrt(d))
   return d ** -beta

@@ -156,11 +156,11 @@ def run_net(net: str, args, tmp: str) -> None:
   baselines = [('torch', 'vs torch')] if 'torch' in rates else []
   if specs[0] != 'torch' and len([s for s in specs if s != 'torch']) > 1:
     baselines.append((specs[0], 'vs first'))
-  print(f'{"contender":<28} {"images/s":>9} {"share":>6} {"CPU ms/img":>10}' + ''.join(
+  print(f'{"contender":<28} {"images/s":>9} {"best":>7} {"share":>6} {"CPU ms/img":>10}' + ''.join(
       f' {title:>9} {"per round":>11}' for _, title in baselines))
   for spec in specs:
     median = statistics.median(rates[spec])
-    line = (f'{spec:<28} {median:9.1f} {median * flops / jax_matmul:6.2f} '
+    line = (f'{spec:<28} {median:9.1f} {max(rates[spec]):7.1f} {median * flops / jax_matmul:6.2f} '
             f'{statistics.median(cpu_ms[spec]):10.2f}')
     for base, _ in baselines:
       if spec in (base, 'torch'):

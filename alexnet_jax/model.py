@@ -222,13 +222,22 @@ def _add_bias_fwd(y, bias):
 
 
 def _add_bias_bwd(_, g):
-  """The bias gradient as a matmul with ones, on the gradient as it is materialized anyway.
+  """The bias gradient as a windowed sum, which XLA does not fuse with what produces `g`.
 
-  Left to autodiff, XLA:CPU fuses the whole elementwise backward of what follows (ReLU, LRN) into
-  the bias gradient's reduction over batch and space, a loop it runs on one thread with strided
-  reads: 270 ms of the paper net's 2.3 s step for conv2 alone (bench/RESULTS.md)."""
-  rows = g.reshape(-1, g.shape[-1])
-  return g, jnp.ones((rows.shape[0],), g.dtype) @ rows
+  Left to autodiff (a plain sum), XLA:CPU may fuse the whole elementwise backward of what follows
+  (ReLU, LRN) into the bias gradient's reduction, a loop it runs on one thread with strided
+  reads (270 ms of the paper net's 2.3 s step, for conv2), or into the transposes of `g` that
+  the kernel gradient needs (3 ms of the quickstart's 80 ms, for conv1). A reduce-window takes
+  `g` as it is materialized once, in parts that run in parallel.
+  """
+  # Windows over whole examples (and all positions), in place on `g`: a reshape would make XLA
+  # materialize a second, reshaped copy and still fuse the backward into the transposes.
+  batch = g.shape[0]
+  parts = next(p for p in (16, 8, 4, 2, 1) if batch % p == 0)
+  window = (batch // parts,) + g.shape[1:-1] + (1,)
+  partial = jax.lax.reduce_window(g, jnp.zeros((), g.dtype), jax.lax.add, window, window,
+                                  'VALID')
+  return g, jnp.sum(partial, axis=tuple(range(g.ndim - 1)))
 
 
 _add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)

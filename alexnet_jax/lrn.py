@@ -16,10 +16,10 @@ p = d^-beta (d = k + alpha' * S, the denominator's base) are saved, and the grad
 
     dL/da_j = g_j p_j - 2 alpha' beta a_j * sum_{i : j in window(i)} g_i a_i p_i / d_i,
 
-with d recomputed from the input (squares and a window sum: cheap next to a power). The power is
-taken once, forward; for the paper's beta = 0.75 as rsqrt(d * sqrt(d)), which XLA:CPU
-vectorizes where `d ** -beta` is a scalar call per element: the LRN's forward + backward runs
-1.2-3.9x faster at the paper's and the quickstart's sizes (bench/RESULTS.md), within 2e-7 of it.
+with d recomputed from the input (squares and a window sum: cheap next to a power), so the power
+is taken once, forward. On CPU it is taken in a form XLA:CPU vectorizes (`_scale`): the LRN's
+forward + backward runs 1.3-1.7x faster at the paper's and the quickstart's sizes
+(bench/RESULTS.md), within 2e-7 of `d ** -beta`.
 
 Arithmetic runs in float32 whatever the input dtype (bfloat16 inputs come back as bfloat16).
 """
@@ -71,18 +71,22 @@ _VECTOR_LANES = 16
 
 
 def _scale(d, beta):
-  """d ** -beta (d >= k > 0).
+  """d ** -beta (d >= k > 0); on CPU in the forms XLA:CPU vectorizes.
 
-  On CPU, when the channel axis is not a whole number of vectors (the quickstart's 12 channels
-  per column), XLA's loop over it stays scalar; taken over the flattened array the power
-  vectorizes again (1.55x faster forward + backward at 12 channels, slower at 32 and 48).
+  `d ** -beta` is a scalar call per element there; for the paper's beta = 0.75,
+  rsqrt(d * sqrt(d)) is not. When the channel axis is not a whole number of vectors (the
+  quickstart's 12 channels per column), XLA's loop over it stays scalar whatever the op; over
+  the flattened array it vectorizes again (1.4-1.5x faster forward + backward at 12 channels,
+  slower at 32 and 48). Other backends: `d ** -beta`, as before.
   """
-  if jax.default_backend() == 'cpu' and d.shape[-1] % _VECTOR_LANES:
-    return _power(d.reshape(-1), beta).reshape(d.shape)
-  return _power(d, beta)
+  if jax.default_backend() != 'cpu':
+    return d ** -beta
+  if d.shape[-1] % _VECTOR_LANES:
+    return _cpu_power(d.reshape(-1), beta).reshape(d.shape)
+  return _cpu_power(d, beta)
 
 
-def _power(d, beta):
+def _cpu_power(d, beta):
   if beta == 0.75:
     return jax.lax.rsqrt(d * jnp.sqrt(d))
   return d ** -beta

@@ -9,10 +9,10 @@ Kept because it measurably helps this net (bench/RESULTS.md); every other XLA:CP
 installed jaxlib that was tried did not, and is not set.
 
 - `--xla_cpu_experimental_ynn_fusion_type=individual_dot`: matmuls through YNNPACK (the
-  default), convolutions through XLA's own (Eigen) kernels instead of YNNPACK's, which are 1.6x
-  (conv1 at full width) to 5x (quarter width) slower forward + backward on this net. The train
-  step: 1.1-1.3x faster on the paper net, 1.4x on the quickstart net. A CPU option: other
-  backends ignore it.
+  default), convolutions through XLA's own (Eigen) kernels instead of YNNPACK's, which run
+  conv1 forward + backward 1.6x (full width) to 5x (quarter width) slower. The train step:
+  1.03x faster on the paper net, 1.4x on the quickstart net (with conv1 as a plain convolution,
+  `conv1_impl='auto'`). A CPU option: other backends ignore it.
 
 XLA stops the process on a flag it does not know, so the defaults are only added for the
 jaxlib releases they were measured with (`MEASURED_JAXLIB`); with any other, nothing is added.

@@ -41,7 +41,8 @@ def main(argv):
   from alexnet_jax import cli
   cli.run(FLAGS.config, mode=FLAGS.mode, workdir=FLAGS.workdir, argv=sys.argv,
           distributed={'coordinator_address': FLAGS.coordinator_address,
-                       'num_processes': FLAGS.num_processes, 'process_id': FLAGS.process_id})
+                       'num_processes': FLAGS.num_processes, 'process_id': FLAGS.process_id},
+          show_traceback=FLAGS.verbosity >= 1)
 
 
 def _config_argument(argv) -> str | None:

@@ -1,8 +1,15 @@
-"""What main.py hands off to: one function per --mode, with early, readable failures."""
+"""What main.py hands off to: one function per --mode, with early, readable failures.
+
+A failure a user can fix (a bad config, a damaged or misplaced workdir, a damaged checkpoint,
+a missing dataset) ends the process with one line that says what is wrong and what to do, and
+no traceback; `--verbosity=1` adds the traceback.
+"""
 
 from __future__ import annotations
 
+import os
 import sys
+import traceback
 
 from alexnet_jax import model as model_lib
 from alexnet_jax import optim
@@ -28,8 +35,23 @@ def validate(config) -> None:
                      'positive duration.')
 
 
+def workdir_problem(workdir: str) -> str | None:
+  """Why `workdir` cannot be a run's folder (a file, or under a file), or None if it can."""
+  path = os.path.abspath(workdir)
+  if os.path.exists(path) and not os.path.isdir(path):
+    return (f'--workdir={workdir} is a file, not a folder: pass a folder (a new one starts a '
+            'new run). Nothing was changed.')
+  parent = os.path.dirname(path)
+  while not os.path.exists(parent) and os.path.dirname(parent) != parent:
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent):
+    return (f'--workdir={workdir} is under {parent}, which is a file, not a folder: pass a '
+            'path whose parents are folders. Nothing was changed.')
+  return None
+
+
 def run(config, *, mode: str, workdir: str | None, argv: list[str],
-        distributed: dict | None = None) -> None:
+        distributed: dict | None = None, show_traceback: bool = False) -> None:
   try:
     validate(config)
   except ValueError as e:
@@ -40,6 +62,9 @@ def run(config, *, mode: str, workdir: str | None, argv: list[str],
     return
   if workdir is None:
     sys.exit(f'--mode={mode} needs --workdir=DIR (where checkpoints and metrics go).')
+  problem = workdir_problem(workdir)
+  if problem:
+    sys.exit(problem)
   from alexnet_jax import parallel
   parallel.initialize_distributed(**(distributed or {}))
   from alexnet_jax import checkpoint
@@ -52,5 +77,8 @@ def run(config, *, mode: str, workdir: str | None, argv: list[str],
     else:
       train.evaluate_checkpoint(config, workdir)
   except (pipeline.DatasetError, parallel.LayoutError, tracking.WorkdirError,
-          train.TrainingError, checkpoint.CheckpointError) as e:
+          train.TrainingError, checkpoint.CheckpointError, OSError) as e:
+    # OSError: a disk that is full or a folder that may not be written, named by the error.
+    if show_traceback:
+      traceback.print_exc()
     sys.exit(f'{type(e).__name__}: {e}')

@@ -6,6 +6,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from alexnet_jax import device_preprocess
+
 
 def correct_counts(logits: jax.Array, labels: jax.Array, mask: jax.Array) -> dict[str, jax.Array]:
   """Number of masked-in examples whose label is the top-1 / among the top-5 (logits [B, V, N]).
@@ -20,12 +22,14 @@ def correct_counts(logits: jax.Array, labels: jax.Array, mask: jax.Array) -> dic
   return {'top1': jnp.sum(hit1 * mask), 'top5': jnp.sum(hit5 * mask), 'count': jnp.sum(mask)}
 
 
-def make_eval_step(logits_fn):
-  """jit(params, images [B, V, S, S, 3], labels, mask) -> summed counts for the batch."""
+def make_eval_step(logits_fn, transform: device_preprocess.InputTransform):
+  """jit(params, uint8 images [B, V, S, S, 3], labels, mask) -> summed counts for the batch;
+  `transform` (mean, scale) makes the net's input of the crops on the device."""
 
   @jax.jit
   def eval_step(params, images, labels, mask):
     b, v = images.shape[:2]
+    images = device_preprocess.eval_inputs(images, transform)
     logits = logits_fn(params, images.reshape((b * v,) + images.shape[2:]))
     return correct_counts(logits.reshape(b, v, -1), labels, mask)
 

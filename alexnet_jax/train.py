@@ -21,6 +21,7 @@ import optax
 from flax import nnx
 
 from alexnet_jax import checkpoint as checkpoint_lib
+from alexnet_jax import device_preprocess
 from alexnet_jax import evaluate as evaluate_lib
 from alexnet_jax import model as model_lib
 from alexnet_jax import optim
@@ -47,12 +48,14 @@ class Setup:
 
 def plan(config) -> Setup:
   """Checks the layout and the dataset and sizes the run; fails before compiling anything."""
-  from alexnet_jax.data import pipeline
+  from alexnet_jax.data import prepare
   model_lib.validate(config.model)
   optim.validate(config.optimizer, config.schedule)
   mesh = parallel.make_mesh(config.mesh, config.model)
   parallel.check_batch(mesh, config.batch_size)
-  info = pipeline.prepare(config.data, image_size=config.model.input_size)
+  # Makes what is quick to make (the mini ImageNet, small datasets' squares); `info.transform`
+  # is what the device does to the uint8 crops.
+  info = prepare.prepare(config.data, image_size=config.model.input_size)
   if info.num_classes > config.model.num_classes:
     raise TrainingError(
         f'The dataset has {info.num_classes} classes but model.num_classes is '
@@ -93,10 +96,12 @@ def _abstract_state(config):
   return box['graphdef'], abstract
 
 
-def make_train_step(config, mesh, graphdef, shardings):
+def make_train_step(config, mesh, graphdef, shardings,
+                    transform: device_preprocess.InputTransform):
   """jit(state, batch, learning_rate, step) -> (state, metrics); the state is donated.
 
-  Needs no data: `shardings` is `state_shardings(mesh, state)`.
+  Needs no data: `shardings` is `state_shardings(mesh, state)`; `transform` turns the batch's
+  uint8 crops into the net's input (colour noise keyed by (config.seed, step, example)).
   """
   tx = optim.make_optimizer(config.optimizer)
   loss_fn = parallel.make_loss_fn(graphdef, mesh, config.model)
@@ -106,8 +111,9 @@ def make_train_step(config, mesh, graphdef, shardings):
   def step_fn(state, batch, learning_rate, step):
     dropout_key = jax.random.fold_in(jax.random.wrap_key_data(state['rng']), step)
     opt_state = optim.set_learning_rate(state['opt_state'], learning_rate)
+    images = device_preprocess.train_inputs(batch['image'], transform, config.seed, step)
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state['params'], batch, dropout_key, True)
+        state['params'], dict(batch, image=images), dropout_key, True)
     updates, opt_state = tx.update(grads, opt_state, state['params'])
     params = optax.apply_updates(state['params'], updates)
     metrics = {'loss': loss, **aux}
@@ -146,6 +152,15 @@ def _to_global(mesh, batch):
   return parallel.global_batch(mesh, batch)
 
 
+def _on_device_ahead(mesh, batches):
+  """The batches as global arrays, each put on the devices one step ahead: the next batch's
+  transfer is started before the current one is handed out, so it overlaps the step."""
+  upcoming = _to_global(mesh, next(batches))
+  while True:
+    current, upcoming = upcoming, _to_global(mesh, next(batches))
+    yield current
+
+
 def run_evaluation(config, setup: Setup, eval_step, params, views: int) -> dict:
   from alexnet_jax.data import pipeline
   batch_size = config.eval.batch_size or config.batch_size
@@ -159,11 +174,6 @@ def run_evaluation(config, setup: Setup, eval_step, params, views: int) -> dict:
     raise TrainingError(f'Evaluation counted {result["count"]} examples, the split has '
                         f'{setup.info.num_eval}.')
   return result
-
-
-@jax.jit
-def all_finite(tree) -> jax.Array:
-  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
 def _print(message: str) -> None:
@@ -190,11 +200,15 @@ def train_and_evaluate(config, workdir: str, argv: list[str]) -> dict:
                                     keep=config.checkpoint.keep,
                                     keep_best=config.checkpoint.keep_best,
                                     async_save=config.checkpoint.async_save)
+  # The newest checkpoint that passes its integrity check; damaged ones are moved aside, and
+  # if none is good this stops (CheckpointError) rather than start over unasked.
   restored = ckpt.restore_latest(setup.abstract_state)
   if restored is None:
     _, state = _init_state(config)
     state = jax.device_put(state, setup.shardings)
     start = 0
+    # Rows of an earlier start that left no checkpoint are kept aside, not mixed with these.
+    record.start_over()
   else:
     start, state, saved = restored
     schedule.state = optim.PlateauState(**saved['schedule'])
@@ -208,16 +222,17 @@ def train_and_evaluate(config, workdir: str, argv: list[str]) -> dict:
     record.truncate_after(start)
     _print(f'Resumed from step {start} ({ckpt.directory}).')
 
-  train_step = make_train_step(config, setup.mesh, setup.graphdef, setup.shardings)
+  train_step = make_train_step(config, setup.mesh, setup.graphdef, setup.shardings,
+                               setup.info.transform)
   logits_fn = parallel.make_logits_fn(setup.graphdef, setup.mesh, config.model)
-  eval_step = evaluate_lib.make_eval_step(logits_fn)
+  eval_step = evaluate_lib.make_eval_step(logits_fn, setup.info.transform)
   eval_every = config.eval.every_steps or int(round(config.eval.every_epochs
                                                     * setup.steps_per_epoch))
   shard = parallel.data_shard(setup.mesh, config.batch_size)
-  batches = pipeline.train_iterator(
+  batches = _on_device_ahead(setup.mesh, pipeline.train_iterator(
       config.data, image_size=config.model.input_size, global_batch_size=config.batch_size,
       seed=config.seed, start_step=start, process_index=shard.index,
-      process_count=shard.count, weights=True)
+      process_count=shard.count, weights=True))
 
   def stop(what):
     ckpt.wait()
@@ -227,12 +242,14 @@ def train_and_evaluate(config, workdir: str, argv: list[str]) -> dict:
         'check the data.')
 
   def save(step, metrics=None, force=False):
-    # The loss guards each step; this guards what is saved (an update can overflow after a
-    # finite loss). Checked here, not in the step, so the step needs no extra communication.
-    if not bool(all_finite(state['params'])):
-      stop(f'Parameters are not finite after step {step} (not saved)')
-    ckpt.save(step, state, {'step': step, 'schedule': schedule.state.to_dict()},
-              metrics=metrics, force=force)
+    # The loss guards each step; the save guards what is saved (an update can overflow after a
+    # finite loss): it refuses a state that is not finite. Checked there, not in the step, so
+    # the step needs no extra communication.
+    try:
+      ckpt.save(step, state, {'step': step, 'schedule': schedule.state.to_dict()},
+                metrics=metrics, force=force)
+    except checkpoint_lib.NotFiniteError as e:
+      stop(f'The state after step {step} is {e} (not saved)')
 
   progress = Progress(config.progress, setup.total_steps, setup.steps_per_epoch, start)
   window = {'loss': 0.0, 'top1': 0.0, 'examples': 0.0, 'count': 0, 'images': 0,
@@ -262,7 +279,7 @@ def train_and_evaluate(config, workdir: str, argv: list[str]) -> dict:
 
   with _Preemption() as preemption:
     while step < setup.total_steps:
-      batch = _to_global(setup.mesh, next(batches))
+      batch = next(batches)
       lr = schedule(step)
       state, metrics = train_step(state, batch, jnp.float32(lr), jnp.int32(step))
       settle()
@@ -350,7 +367,7 @@ def evaluate_checkpoint(config, workdir: str) -> dict:
     raise TrainingError(f'No checkpoint in {ckpt.directory}: train first (--mode=train).')
   step, state, _ = restored
   logits_fn = parallel.make_logits_fn(setup.graphdef, setup.mesh, config.model)
-  eval_step = evaluate_lib.make_eval_step(logits_fn)
+  eval_step = evaluate_lib.make_eval_step(logits_fn, setup.info.transform)
   results = {}
   for views in config.eval.final_views:
     r = run_evaluation(config, setup, eval_step, state['params'], views)

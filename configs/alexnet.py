@@ -90,20 +90,24 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   d.folder = ''            # image_folder: <folder>/<split>/<class>/<image>
   d.train_split = 'train'  # TFDS split spec; slices work ('train[:90%]')
   d.eval_split = 'validation'
-  # Images: shorter side to resize_size, then the central resize_size square (paper: 256). The
-  # crop size is the model's input_size (224; 227 Caffe-style).
+  # The paper's dataset, made once (python -m alexnet_jax.data.prepare): every image rescaled so
+  # its shorter side is resize_size, its central resize_size square stored as a JPEG of
+  # squares_quality in squares_dir ('' = <data_dir>/alexnet_jax_squares). Training decodes only
+  # each crop's window of it; the crop size is the model's input_size (224; 227 Caffe-style).
   d.resize_size = 256
-  d.resize_method = 'bilinear'  # tf.image.resize method
+  d.resize_method = 'bilinear'  # tf.image.resize method, used when the squares are made
   d.antialias = True       # low-pass before downscaling (tf.image.resize antialias)
+  # 90 (4:2:0 chroma): mean absolute error 2.6 (0-255 units) against the exact float rescale on
+  # ImageNet-sized photographs; 95 gains 0.3 for 46% more bytes and a slower decode; 4:4:4
+  # chroma gains 0.5 for 32% more bytes and a slower decode (bench/RESULTS.md, docs/data.md).
+  d.squares_quality = 90
+  d.squares_dir = ''
   d.train_crop = 'random'  # 'random': the paper's random crop; 'center': no translation
   d.mirror = True          # random horizontal mirror in training (paper)
-  # Decode only the JPEG window a training crop needs (tf.image.decode_and_crop_jpeg), then
-  # resize it; equals resize-then-crop up to interpolation at the edges. False: decode the central
-  # square, resize it to resize_size, crop from that.
-  d.fused_decode_crop = True
-  # Mean subtraction: 'image' = the per-pixel mean image of the training split (paper), its
-  # central crop for every crop and view (the original code); 'channel' = per-channel means;
-  # 'none'. 'image' needs the stats file (python -m alexnet_jax.data.stats).
+  # Mean subtraction, colour noise and input scale run on the device, on the uint8 crops.
+  # Mean: 'image' = the per-pixel mean image of the training split (paper), its central crop for
+  # every crop and view (the original code); 'channel' = per-channel means; 'none'. 'image'
+  # needs the stats file (made with the squares; again: python -m alexnet_jax.data.stats).
   d.mean = 'image'
   # RGB 0-255 means for mean='channel'; the paper's ImageNet values. None: the stats file's.
   d.channel_mean = (127.30, 119.72, 104.91)
@@ -117,18 +121,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   d.input_scale = 1.0      # images are (0-255 RGB - mean) * input_scale; small nets like ~1/60
   # A JPEG that ends early keeps its decoded rows (the rest is grey) rather than stop the run.
   # A file nothing can be decoded from keeps its place (so batches stay a function of the
-  # step): in training as a weight-0 placeholder, in evaluation as the mean image (an error).
+  # step): in training as a weight-0 placeholder, in evaluation as a black image (an error).
   d.truncated_jpeg_fraction = 0.0  # least fraction of lines that must decode (0: any)
   # Training order: each process's share of the split is cut into chunks of chunk_size examples
-  # (positions in the TFDS files, so a resumed run seeks there instead of reading an epoch);
+  # (positions in the stored files, so a resumed run seeks there instead of reading an epoch);
   # every epoch shuffles the chunk order, reads window_chunks chunks interleaved and shuffles
-  # them with a buffer of shuffle_buffer encoded images (memory: ~110 KB each for ImageNet).
+  # them with a buffer of shuffle_buffer encoded images (memory: ~30 KB each at 256x256).
   d.chunk_size = 1024
   d.window_chunks = 16
   d.shuffle_buffer = 8192
   d.cache = 'none'         # 'memory': keep this process's encoded split in RAM (small datasets)
   d.threads = 0            # tf.data private thread pool size; 0 = TensorFlow's default
-  d.parallel_calls = -1    # parallel decodes per process; -1 = autotune
+  d.parallel_calls = -1    # parallel decodes per process (and when making); -1 = autotune
   d.prefetch = 4           # batches prepared ahead
   # How the training split is divided for reading: 0 = one shard per process. A fixed number
   # (a multiple of the process count) makes every step's global batch the same on any number
@@ -232,7 +236,7 @@ def _quickstart(config: ml_collections.ConfigDict) -> None:
   d.train_split = 'train[:90%]'
   d.eval_split = 'train[90%:]'
   d.resize_size = 128      # half the paper's 256, for the 112-pixel crops
-  d.cache = 'memory'       # ~30 MB of JPEGs
+  d.cache = 'memory'       # ~20 MB of 128x128 JPEGs
   d.shuffle_buffer = 4096
   d.input_scale = 1 / 60   # He-init layers expect inputs of unit scale; 0-255 minus mean has std ~60
   config.batch_size = 64

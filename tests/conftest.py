@@ -29,6 +29,7 @@ def data_fake_imagenet(tmp_path_factory):
   """
   import tensorflow_datasets as tfds
   from alexnet_jax.data import ilsvrc_archive
+  from alexnet_jax.data import prepare
 
   root = tmp_path_factory.mktemp('fake_imagenet')
   manual = root / 'manual'
@@ -50,14 +51,20 @@ def data_fake_imagenet(tmp_path_factory):
       [data_encode(data_random_image(rng, 100, 130)) for _ in range(5)])
   builder = tfds.builder('imagenet2012', data_dir=str(root))
   builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
-  return data_config(data_dir=str(root), manual_dir=str(manual), mean='channel', pca_noise='code',
-                     resize_size=64, chunk_size=4, window_chunks=2, shuffle_buffer=8)
+  config = data_config(data_dir=str(root), manual_dir=str(manual), mean='channel',
+                       pca_noise='code', resize_size=64, chunk_size=4, window_chunks=2,
+                       shuffle_buffer=8)
+  # ILSVRC-2012's one command (training only checks): its 64x64 squares.
+  prepare.prepare(config, make_large=True, log=lambda *_: None)
+  return config
 
 
 @pytest.fixture(scope='session')
 def data_folder(tmp_path_factory):
-  """An image folder: train (3 classes x 5) and val (23 images), PNG and JPEG files."""
+  """An image folder: train (3 classes x 5) and val (23 images), PNG and JPEG files, with its
+  32x32 squares made (under its own data_dir)."""
   root = tmp_path_factory.mktemp('folder')
+  from alexnet_jax.data import prepare
   rng = np.random.default_rng(1)
   for split, per_class in (('train', (5, 5, 5)), ('val', (8, 8, 7))):
     for c, n in enumerate(per_class):
@@ -69,6 +76,9 @@ def data_folder(tmp_path_factory):
           (folder / f'{i}.png').write_bytes(data_encode(image, 'PNG'))
         else:
           (folder / f'{i}.jpg').write_bytes(data_encode(image))
-  return data_config(dataset='image_folder', folder=str(root), train_split='train',
-                     eval_split='val', mean='channel', pca_noise='none', resize_size=32,
-                     chunk_size=4, window_chunks=2, shuffle_buffer=8)
+  data_dir = str(tmp_path_factory.mktemp('folder_data'))  # not inside the folder: no split
+  config = data_config(dataset='image_folder', folder=str(root), data_dir=data_dir,
+                       train_split='train', eval_split='val', mean='channel', pca_noise='none',
+                       resize_size=32, chunk_size=4, window_chunks=2, shuffle_buffer=8)
+  prepare.prepare(config, log=lambda *_: None)
+  return config

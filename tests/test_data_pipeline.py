@@ -1,10 +1,9 @@
 """The pipeline end to end on tiny datasets: TFDS imagenet2012 layout, image folders, mock
-imagenette, the built-in mini ImageNet."""
+imagenette, the built-in mini ImageNet; each read through its stored squares."""
 
 import hashlib
 import os
 import tarfile
-import time
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
@@ -12,7 +11,8 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
-from alexnet_jax.data import pipeline, stats  # noqa: E402
+from alexnet_jax import device_preprocess  # noqa: E402
+from alexnet_jax.data import commands, locations, make_squares, order, pipeline, prepare, stats  # noqa: E402
 from configs import alexnet  # noqa: E402
 from data_testlib import data_bad_images, data_config, data_encode, data_random_image  # noqa: E402
 
@@ -22,8 +22,7 @@ DatasetError = pipeline.DatasetError
 def _plain(config, **overrides):
   """The config with every random or lossy step off: each example maps to one fixed image."""
   config = config.copy_and_resolve_references()
-  settings = dict(train_crop='center', mirror=False, pca_noise='none', mean='none',
-                  fused_decode_crop=False)
+  settings = dict(train_crop='center', mirror=False, pca_noise='none', mean='none')
   for k, v in {**settings, **overrides}.items():
     setattr(config, k, v)
   return config
@@ -37,21 +36,28 @@ def _share_size(n, index, count):
   return (index + 1) * n // count - index * n // count
 
 
+def _quiet(*_):
+  pass
+
+
 def test_fake_imagenet_shapes_dtypes_and_ranges(data_fake_imagenet):
-  info = pipeline.prepare(data_fake_imagenet)
+  info = prepare.prepare(data_fake_imagenet, image_size=56)
   assert (info.num_train, info.num_eval, info.num_classes) == (21, 5, 1000)
   batch = next(pipeline.train_iterator(data_fake_imagenet, image_size=56, global_batch_size=6,
                                        seed=0))
-  assert batch['image'].shape == (6, 56, 56, 3) and batch['image'].dtype == np.float32
+  # uint8 crops to the device: a quarter of float32's bytes.
+  assert batch['image'].shape == (6, 56, 56, 3) and batch['image'].dtype == np.uint8
   assert batch['label'].shape == (6,) and batch['label'].dtype == np.int32
   assert set(batch['label']) <= {0, 1, 2}
-  mean = np.array(data_fake_imagenet.channel_mean)
-  # 0-255 pixels minus the channel mean, plus colour noise of a few units.
-  assert np.all(batch['image'] > -mean - 60) and np.all(batch['image'] < 255 - mean + 60)
   assert batch['image'].std() > 10
+  # On the device: 0-255 pixels minus the channel mean, plus colour noise of a few units.
+  images = np.asarray(device_preprocess.train_inputs(batch['image'], info.transform, 0, 0))
+  mean = np.array(data_fake_imagenet.channel_mean)
+  assert np.all(images > -mean - 60) and np.all(images < 255 - mean + 60)
   batches = list(pipeline.eval_iterator(data_fake_imagenet, image_size=56, global_batch_size=4,
                                         views=10))
   assert [b['image'].shape for b in batches] == [(4, 10, 56, 56, 3)] * 2
+  assert all(b['image'].dtype == np.uint8 for b in batches)
   assert [b['mask'].tolist() for b in batches] == [[True] * 4, [True] + [False] * 3]
   assert all(b['label'].dtype == np.int32 and b['mask'].dtype == np.bool_ for b in batches)
 
@@ -63,32 +69,28 @@ def test_odd_files_of_real_imagenet_pass_preparation_and_the_pipeline(data_fake_
   images = [im for b in pipeline.eval_iterator(config, image_size=56, global_batch_size=7,
                                                views=1)
             for im, m in zip(b['image'][:, 0], b['mask']) if m]
-  assert len(images) == 21 and all(np.isfinite(im).all() for im in images)
-  assert all(np.abs(im).max() > 1 for im in images)  # none is the undecodable placeholder
-  assert data_fake_imagenet.fused_decode_crop  # the default training path
-  for fused in (True, False):
-    config = data_fake_imagenet.copy_and_resolve_references()
-    config.fused_decode_crop = fused
-    it = pipeline.train_iterator(config, image_size=56, global_batch_size=21, seed=3,
-                                 weights=True)
-    for _ in range(3):  # three epochs, each of all 21 files, every one decoded (weight 1)
-      batch = next(it)
-      assert batch['weight'].tolist() == [1.0] * 21
-      assert sorted(batch['label'].tolist()) == [0] * 7 + [1] * 7 + [2] * 7
-      assert np.isfinite(batch['image']).all()
+  assert len(images) == 21
+  assert all(im.max() > 1 for im in images)  # none is the undecodable placeholder (black)
+  it = pipeline.train_iterator(data_fake_imagenet, image_size=56, global_batch_size=21, seed=3,
+                               weights=True)
+  for _ in range(3):  # three epochs, each of all 21 files, every one decoded (weight 1)
+    batch = next(it)
+    assert batch['weight'].tolist() == [1.0] * 21
+    assert sorted(batch['label'].tolist()) == [0] * 7 + [1] * 7 + [2] * 7
+    assert all(im.max() > 1 for im in batch['image'])
 
 
-@pytest.mark.parametrize('fused', [True, False])
-def test_each_odd_kind_of_file_is_decoded_for_training(tmp_path, fused):
+def test_each_odd_kind_of_file_is_decoded_for_training(tmp_path):
   # One class per kind, so the label says which file an example is.
   kinds = data_bad_images(np.random.default_rng(8))
   for c, (kind, data) in enumerate(sorted(kinds.items())):
-    folder = tmp_path / 'train' / f'{c}_{kind}'
+    folder = tmp_path / 'images' / 'train' / f'{c}_{kind}'
     folder.mkdir(parents=True)
     (folder / 'n0_1.JPEG').write_bytes(data)
-  config = data_config(dataset='image_folder', folder=str(tmp_path), train_split='train',
-                       eval_split='train', resize_size=64, mean='none', pca_noise='none',
-                       fused_decode_crop=fused)
+  config = data_config(dataset='image_folder', folder=str(tmp_path / 'images'),
+                       data_dir=str(tmp_path / 'data'), train_split='train',
+                       eval_split='train', resize_size=64, mean='none', pca_noise='none')
+  prepare.prepare(config, log=_quiet)
   batch = next(pipeline.train_iterator(config, image_size=56, global_batch_size=4, seed=0,
                                        weights=True))
   assert sorted(batch['label'].tolist()) == [0, 1, 2, 3]
@@ -166,89 +168,123 @@ def test_empty_or_missing_splits_fail_early_and_clearly(data_fake_imagenet, tmp_
   config = data_fake_imagenet.copy_and_resolve_references()
   config.eval_split = 'train[100%:]'
   with pytest.raises(DatasetError, match='empty'):
-    pipeline.prepare(config)
+    prepare.prepare(config)
   config.eval_split = 'test'
   with pytest.raises(DatasetError, match="'test' is not in"):
-    pipeline.prepare(config)
+    prepare.prepare(config, make_large=True, log=_quiet)
+  with pytest.raises(DatasetError, match="split.*test"):  # training only checks the squares
+    prepare.prepare(config)
   missing = data_config(data_dir=str(tmp_path / 'nothing'))
   with pytest.raises(DatasetError, match='ILSVRC2012_img_train.tar') as error:
-    pipeline.prepare(missing)
-  assert 'python -m alexnet_jax.data.tfds_prepare' in str(error.value)
+    prepare.prepare(missing)
+  assert 'python -m alexnet_jax.data.prepare' in str(error.value)
   assert str(tmp_path / 'nothing') in str(error.value)
-  # The commands prepare what this config reads: its data_dir, not the default one.
+  # The command prepares what this config reads: its data_dir, not the default one.
   flag = f'--config.data.data_dir={tmp_path / "nothing"}'
-  assert f'alexnet_jax.data.tfds_prepare --config=configs/alexnet.py {flag}' in str(error.value)
-  assert f'alexnet_jax.data.stats --config=configs/alexnet.py {flag}' in str(error.value)
+  assert f'alexnet_jax.data.prepare --config=configs/alexnet.py {flag}' in str(error.value)
+  assert not (tmp_path / 'nothing').exists()  # training made nothing
 
 
 def test_printed_commands_carry_the_data_settings_that_differ():
-  assert pipeline.command(pipeline.PREPARE_COMMAND, data_config()) == pipeline.PREPARE_COMMAND
+  assert commands.command(commands.PREPARE_COMMAND, data_config()) == commands.PREPARE_COMMAND
   config = data_config(data_dir='/data/tfds', manual_dir='/data/tars', train_split='train[:50%]',
                        resize_size=128, mean='channel')
-  assert pipeline.command(pipeline.PREPARE_COMMAND, config, '--overwrite') == (
-      pipeline.PREPARE_COMMAND + ' --config.data.data_dir=/data/tfds '
-      '--config.data.manual_dir=/data/tars --overwrite')
-  stats_command = pipeline.command(pipeline.STATS_COMMAND, config)
+  assert commands.command(commands.PREPARE_COMMAND, config, '--overwrite') == (
+      commands.PREPARE_COMMAND + ' --config.data.data_dir=/data/tfds '
+      "--config.data.manual_dir=/data/tars '--config.data.train_split=train[:50%]' "
+      '--config.data.resize_size=128 --overwrite')
+  stats_command = commands.command(commands.STATS_COMMAND, config)
   assert "'--config.data.train_split=train[:50%]'" in stats_command  # quoted for the shell
   assert '--config.data.resize_size=128' in stats_command
   mini = alexnet.get_config('quickstart').data
-  assert pipeline.command(pipeline.MINI_COMMAND, mini) == pipeline.MINI_COMMAND
+  assert commands.command(commands.MINI_COMMAND, mini) == commands.MINI_COMMAND
   mini.data_dir, mini.mini.images_per_class = '/tmp/m', 12
-  assert pipeline.command(pipeline.MINI_COMMAND, mini) == (
-      pipeline.MINI_COMMAND + ' --config.data.data_dir=/tmp/m '
+  assert commands.command(commands.MINI_COMMAND, mini) == (
+      commands.MINI_COMMAND + ' --config.data.data_dir=/tmp/m '
       '--config.data.mini.images_per_class=12')
+
+
+def test_the_commands_know_the_configs_defaults():
+  # A flag is printed only where the user's config differs from the one the command names.
+  for defaults, config in ((commands.PAPER_DATA, alexnet.get_config().data),
+                           (commands.QUICKSTART_DATA, alexnet.get_config('quickstart').data)):
+    for field, value in defaults.items():
+      got = config
+      for part in field.split('.'):
+        got = got[part]
+      assert got == value, field
 
 
 def test_labels_must_fit_the_model(data_fake_imagenet, data_folder):
   with pytest.raises(DatasetError, match='model.num_classes=1000'):
-    pipeline.prepare(data_fake_imagenet, model_num_classes=10)
-  assert pipeline.prepare(data_folder, model_num_classes=3).num_classes == 3
+    prepare.prepare(data_fake_imagenet, model_num_classes=10)
+  assert prepare.prepare(data_folder, model_num_classes=3).num_classes == 3
 
 
 def test_preprocessing_settings_are_checked_at_start_up(data_folder):
   config = data_folder.copy_and_resolve_references()
-  assert pipeline.prepare(config, image_size=24).num_classes == 3
+  assert prepare.prepare(config, image_size=24).num_classes == 3
   config.channel_mean = ('abc',)  # what `--config.data.channel_mean=abc` makes
   with pytest.raises(DatasetError, match='three numbers'):
-    pipeline.prepare(config, image_size=24)
+    prepare.prepare(config, image_size=24)
   config.channel_mean = (1.0, 2.0)
   with pytest.raises(DatasetError, match='three numbers'):
-    pipeline.prepare(config, image_size=24)
+    prepare.prepare(config, image_size=24)
   with pytest.raises(DatasetError, match='larger than data.resize_size'):
-    pipeline.prepare(data_folder, image_size=64)
+    prepare.prepare(data_folder, image_size=64)
+
+
+def _stored_squares(config):
+  """The decoded stored squares of the training split, read and decoded by TFDS itself
+  (independently of the pipeline), in the split's order."""
+  builder = tfds.builder_from_directory(make_squares.squares.folder(config))
+  ds = builder.as_dataset(split=config.train_split, shuffle_files=False)
+  return [e['image'] for e in ds.as_numpy_iterator()]
 
 
 def test_stats_mean_image_and_pca_and_their_use(tmp_path):
-  # Images already at the stored size (32x32 PNG): the mean image is the plain pixel mean.
+  # Images already at the stored size (32x32 PNG): the stored squares are their JPEGs.
   rng = np.random.default_rng(4)
-  images = [rng.integers(0, 256, (32, 32, 3), dtype=np.uint8) for _ in range(6)]
+  images = [data_random_image(rng, 32, 32) for _ in range(6)]
   for i, image in enumerate(images):
-    folder = tmp_path / 'train' / f'c{i % 2}'
+    folder = tmp_path / 'images' / 'train' / f'c{i % 2}'
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f'{i}.png').write_bytes(data_encode(image, 'PNG'))
-  config = data_config(dataset='image_folder', folder=str(tmp_path), train_split='train',
+  config = data_config(dataset='image_folder', folder=str(tmp_path / 'images'),
+                       data_dir=str(tmp_path / 'data'), train_split='train',
                        eval_split='train', resize_size=32, mean='image', pca_noise='stats',
                        stats_dir=str(tmp_path / 'stats'))
+  make_squares.make(config, log=_quiet)
   with pytest.raises(DatasetError, match='python -m alexnet_jax.data.stats'):
-    pipeline.prepare(config)
-  stats.compute_and_save(config, log=lambda *_: None)
-  saved = np.load(pipeline.stats_path(config, pipeline.prepare(config).name))
-  pixels = np.stack(images).astype(np.float64)
+    pipeline.dataset_info(config)
+  stats.compute_and_save(config, log=_quiet)
+  saved = np.load(locations.stats_path(config, pipeline.dataset_info(config).name))
+  # Exactly the mean and PCA of the stored squares ...
+  pixels = np.stack(_stored_squares(config)).astype(np.float64)
   np.testing.assert_allclose(saved['mean_image'], pixels.mean(0), atol=1e-3)
   covariance = np.cov(pixels.reshape(-1, 3), rowvar=False, bias=True)
   v = saved['pca_vectors']
   np.testing.assert_allclose(v @ np.diag(saved['pca_std'] ** 2) @ v.T, covariance, rtol=1e-3)
-  # Mean subtraction with the mean image's central crop.
+  # ... which are the originals to within JPEG's error.
+  originals = np.stack(images).astype(np.float64)
+  assert np.abs(saved['mean_image'] - originals.mean(0)).mean() < 3  # noisy tiny images
+  assert saved['skipped'].tolist() == [] and int(saved['num_examples']) == 6
+  # Each central crop is a stored square's (decoding only the window changes a few edge
+  # pixels by a few units: JPEG's chroma upsampling), and the device subtracts the mean image's
+  # central crop.
   config.pca_noise = 'none'
   plain = _plain(config, mean='image')
+  transform = pipeline.dataset_info(plain, image_size=24).transform
   batch = next(pipeline.eval_iterator(plain, image_size=24, global_batch_size=6, views=1))
-  want = [im[4:28, 4:28] - pixels.mean(0)[4:28, 4:28] for im in pixels]
-  for got in batch['image'][:, 0]:
-    assert min(np.abs(got - w).max() for w in want) < 1e-3
+  crops = batch['image'][:, 0].astype(np.float64)
+  for crop in crops:
+    assert min(np.abs(crop - p[4:28, 4:28]).mean() for p in pixels) < 0.5
+  got = np.asarray(device_preprocess.eval_inputs(batch['image'], transform))[:, 0]
+  np.testing.assert_allclose(got, crops - saved['mean_image'][4:28, 4:28], atol=1e-4)
 
 
 def test_image_folder_dataset(data_folder):
-  info = pipeline.prepare(data_folder)
+  info = prepare.prepare(data_folder)
   assert (info.num_train, info.num_eval, info.num_classes) == (15, 23, 3)
   batch = next(pipeline.train_iterator(data_folder, image_size=24, global_batch_size=15, seed=0))
   assert batch['image'].shape == (15, 24, 24, 3)
@@ -259,7 +295,7 @@ def test_imagenette_through_tfds_mock_data(tmp_path):
   config = data_config(dataset='imagenette', data_dir=str(tmp_path), train_split='train',
                        eval_split='validation', mean='channel', resize_size=64)
   with tfds.testing.mock_data(num_examples=7):
-    info = pipeline.prepare(config, model_num_classes=10)
+    info = prepare.prepare(config, model_num_classes=10, log=_quiet)
     assert (info.num_train, info.num_eval, info.num_classes) == (7, 7, 10)
     batch = next(pipeline.train_iterator(config, image_size=56, global_batch_size=4, seed=0))
     assert batch['image'].shape == (4, 56, 56, 3) and batch['label'].max() < 10
@@ -267,35 +303,47 @@ def test_imagenette_through_tfds_mock_data(tmp_path):
     assert sum(b['mask'].sum() for b in batches) == 7
 
 
+def _files(folder):
+  """(path, inode, size, mtime) of every file under `folder`: a rewrite changes one of them."""
+  out = set()
+  for root, _, names in os.walk(folder):
+    for name in names:
+      st = os.stat(os.path.join(root, name))
+      out.add((os.path.join(root, name), st.st_ino, st.st_size, st.st_mtime_ns))
+  return out
+
+
 def test_mini_imagenet_is_made_when_missing_and_is_the_imagenet_layout(tmp_path):
   config = alexnet.get_config('quickstart').data
   config.data_dir = str(tmp_path / 'mini')
   config.mini.images_per_class = 12
-  start = time.time()
-  info = pipeline.prepare(config, model_num_classes=10)
-  assert time.time() - start < 60
+  info = prepare.prepare(config, model_num_classes=10, image_size=112, log=_quiet)
   assert (info.num_train, info.num_eval, info.num_classes) == (108, 12, 10)
   assert info.name.startswith('imagenet2012/')
   with tarfile.open(tmp_path / 'mini' / 'downloads' / 'manual' / 'ILSVRC2012_img_train.tar') as t:
     names = t.getnames()
   assert names[0] == 'n01440764.tar' and len(names) == 10
   assert os.path.exists(info.stats_file)
-  start = time.time()
-  pipeline.prepare(config)  # already made: no remaking
-  assert time.time() - start < 5
+  stored = make_squares.squares.folder(config)
+  assert [e.name for e in os.scandir(stored) if e.name.endswith('-of-00001')] == [
+      'squares-train.tfrecord-00000-of-00001']  # the 128x128 squares of its train split
+  made = _files(tmp_path / 'mini')
+  prepare.prepare(config)  # already made: nothing is made again or rewritten
+  assert _files(tmp_path / 'mini') == made
   batch = next(pipeline.train_iterator(config, image_size=112, global_batch_size=108, seed=0))
   assert batch['image'].shape == (108, 112, 112, 3)
   assert sorted(set(batch['label'].tolist())) == list(range(10))
-  assert abs(batch['image'].mean()) < 0.5 and 0.3 < batch['image'].std() < 3  # input_scale 1/60
+  images = np.asarray(device_preprocess.train_inputs(batch['image'], info.transform, 0, 0))
+  assert abs(images.mean()) < 0.5 and 0.3 < images.std() < 3  # input_scale 1/60
   config.eval_split = 'validation'
   with pytest.raises(DatasetError, match='placeholder'):
-    pipeline.prepare(config)
+    prepare.prepare(config)
   # Other settings: its own earlier output is replaced, anything else in the folder is kept.
   (tmp_path / 'mini' / 'notes.txt').write_text('mine')
   first_tar = (tmp_path / 'mini' / 'downloads' / 'manual' / 'ILSVRC2012_img_train.tar').read_bytes()
   config.eval_split, config.mini.seed = 'train[90%:]', 1
-  pipeline._OPENED.clear()
-  assert pipeline.prepare(config).num_train == 108
+  pipeline.forget_opened()
+  assert prepare.prepare(config, log=_quiet).num_train == 108
   assert (tmp_path / 'mini' / 'notes.txt').read_text() == 'mine'
   assert (tmp_path / 'mini' / 'downloads' / 'manual' /
           'ILSVRC2012_img_train.tar').read_bytes() != first_tar
@@ -312,7 +360,7 @@ def _untouched(*paths):
 
 
 def test_making_the_mini_imagenet_never_deletes_what_it_did_not_make(tmp_path, monkeypatch):
-  from alexnet_jax.data import mini_imagenet, tfds_prepare
+  from alexnet_jax.data import mini_imagenet
   # data_dir='' is TFDS's default folder, where a real ILSVRC-2012 usually is.
   tfds_home = tmp_path / 'tensorflow_datasets'
   monkeypatch.setattr(tfds.core.constants, 'DATA_DIR', str(tfds_home))
@@ -321,8 +369,9 @@ def test_making_the_mini_imagenet_never_deletes_what_it_did_not_make(tmp_path, m
           _precious(tfds_home / 'alexnet_jax_stats' / 'mean.npz')]
   config = alexnet.get_config('quickstart').data
   config.data_dir = ''
-  assert pipeline.resolve_data_dir(config) == str(tfds_home)
-  for make in (pipeline.prepare, mini_imagenet.make, tfds_prepare.run):
+  assert locations.data_dir(config) == str(tfds_home)
+  for make in (prepare.prepare, mini_imagenet.make,
+               lambda c: prepare.prepare(c, make_large=True)):
     with pytest.raises(DatasetError, match='did not make') as error:
       make(config)
     assert 'data.data_dir' in str(error.value)
@@ -334,15 +383,21 @@ def test_making_the_mini_imagenet_never_deletes_what_it_did_not_make(tmp_path, m
   config.data_dir = str(tmp_path / 'new')
   config.manual_dir = str(tfds_home / 'downloads' / 'manual')
   with pytest.raises(DatasetError, match='ILSVRC2012_img_train.tar, which it did not make'):
-    pipeline.prepare(config)
+    prepare.prepare(config)
   config.manual_dir = ''
   config.stats_dir = str(tmp_path / 'stats')
   source_name = tfds.builder('imagenet2012', data_dir=config.data_dir).info.full_name
   stats_file = _precious(tmp_path / 'stats' / os.path.basename(
-      pipeline.stats_path(config, source_name)))
+      locations.stats_path(config, source_name)))
   with pytest.raises(DatasetError, match='which it did not make'):
-    pipeline.prepare(config)
-  assert _untouched(*real, stats_file)
+    prepare.prepare(config)
+  config.stats_dir = ''
+  config.squares_dir = str(tmp_path / 'squares')
+  shard = _precious(tmp_path / 'squares' / os.path.basename(
+      make_squares.squares.folder(config, source_name)) / 'squares-train.tfrecord-00000-of-00001')
+  with pytest.raises(DatasetError, match='which it did not make'):
+    prepare.prepare(config)
+  assert _untouched(*real, stats_file, shard)
   assert not (tmp_path / 'new').exists()  # refused before writing anything
 
 
@@ -359,27 +414,35 @@ def test_the_mini_classes_differ_in_colour_and_shape():
 def test_a_half_deleted_dataset_fails_at_start_up(data_fake_imagenet, tmp_path):
   import shutil
   root = tmp_path / 'copy'
-  shutil.copytree(os.path.join(data_fake_imagenet.data_dir, 'imagenet2012'), root / 'imagenet2012')
+  for folder in ('imagenet2012', 'alexnet_jax_squares'):
+    shutil.copytree(os.path.join(data_fake_imagenet.data_dir, folder), root / folder)
   config = data_fake_imagenet.copy_and_resolve_references()
   config.data_dir = str(root)
-  assert pipeline.prepare(config).num_train == 21
-  pipeline._OPENED.clear()  # a new run
+  assert prepare.prepare(config).num_train == 21
+  pipeline.forget_opened()  # a new run
+  # A stored square's shard is gone: training stops at start-up with the command.
+  shard = next((root / 'alexnet_jax_squares').rglob('squares-train.tfrecord-*'))
+  shard.unlink()
+  with pytest.raises(DatasetError, match='incomplete') as error:
+    prepare.prepare(config)
+  flags = f'--config.data.data_dir={root} --config.data.manual_dir={data_fake_imagenet.manual_dir}'
+  assert f'python -m alexnet_jax.data.prepare --config=configs/alexnet.py {flags}' in str(
+      error.value)
+  # ... and an original's file too: making the squares again needs the tars, so the message
+  # says where they go, and the command carries this config's data_dir and manual_dir.
   train_file = next((root / 'imagenet2012').rglob('imagenet2012-train.tfrecord-*'))
   train_file.unlink()
   with pytest.raises(DatasetError, match='incomplete') as error:
-    pipeline.prepare(config)
-  # Preparing again needs the tars: the message says where they go, and the commands carry
-  # this config's data_dir and manual_dir.
+    prepare.prepare(config, make_large=True, log=_quiet)
   message = str(error.value)
   assert 'ILSVRC2012_img_train.tar' in message and data_fake_imagenet.manual_dir in message
-  assert (f'--config.data.data_dir={root} --config.data.manual_dir='
-          f'{data_fake_imagenet.manual_dir} --overwrite') in message
+  assert f'{flags} --config.data.resize_size=64 --overwrite' in message
 
 
 def test_image_folder_split_slices(data_folder):
   config = data_folder.copy_and_resolve_references()
   config.train_split, config.eval_split = 'train[:60%]', 'train[60%:]'
-  info = pipeline.prepare(config)
+  info = prepare.prepare(config, log=_quiet)
   assert (info.num_train, info.num_eval) == (9, 6)
   train = _plain(config)
   train.eval_split = 'train[:60%]'
@@ -392,10 +455,9 @@ def test_image_folder_split_slices(data_folder):
 
 
 def test_the_prepare_command_says_where_the_tars_go(tmp_path):
-  from alexnet_jax.data import tfds_prepare
   config = data_config(data_dir=str(tmp_path))
   with pytest.raises(DatasetError, match='ILSVRC2012_img_val.tar') as error:
-    tfds_prepare.run(config)
+    prepare.prepare(config, make_large=True, log=_quiet)
   assert str(tmp_path / 'downloads' / 'manual') in str(error.value)
 
 
@@ -403,20 +465,21 @@ def _folder_with_an_undecodable_file(root, n=5, bad=2):
   """n JPEGs in two classes (c0, c1 alternating); file `bad` is cut inside its header."""
   rng = np.random.default_rng(5)
   for i in range(n):
-    folder = root / 'train' / f'c{i % 2}'
+    folder = root / 'images' / 'train' / f'c{i % 2}'
     folder.mkdir(parents=True, exist_ok=True)
     data = data_encode(data_random_image(rng, 40, 50))
     if i == bad:
       data = data[:200]  # cut inside the header: no row can be decoded
     (folder / f'{i}.jpg').write_bytes(data)
-  return data_config(dataset='image_folder', folder=str(root), train_split='train',
-                     eval_split='train', resize_size=32, mean='channel', chunk_size=2,
-                     window_chunks=2, shuffle_buffer=4)
+  return data_config(dataset='image_folder', folder=str(root / 'images'),
+                     data_dir=str(root / 'data'), train_split='train', eval_split='train',
+                     resize_size=32, mean='channel', chunk_size=2, window_chunks=2,
+                     shuffle_buffer=4)
 
 
 def test_an_undecodable_file_is_evaluated_as_a_placeholder_and_counted_once(tmp_path):
   config = _folder_with_an_undecodable_file(tmp_path, bad=3)  # a file of class c1
-  info = pipeline.prepare(config)
+  info = prepare.prepare(config, log=_quiet)
   assert info.num_train == info.num_eval == 5
   plain = _plain(config)
   examples, batch_counts = [], []
@@ -428,7 +491,7 @@ def test_an_undecodable_file_is_evaluated_as_a_placeholder_and_counted_once(tmp_
                  for im, label, m in zip(b['image'][:, 0], b['label'], b['mask']) if m]
   assert batch_counts == [3, 3]
   # Every example of the split counts exactly once, so the count is info.num_eval; the
-  # undecodable one is the mean image (zero after mean subtraction), with its own label (c1).
+  # undecodable one is a black image, with its own label (c1).
   assert len(examples) == info.num_eval
   placeholders = [label for im, label in examples if not im.any()]
   assert placeholders == [1]
@@ -438,7 +501,8 @@ def test_an_undecodable_file_is_evaluated_as_a_placeholder_and_counted_once(tmp_
 
 
 def test_an_undecodable_file_keeps_every_batch_a_function_of_seed_and_step(tmp_path):
-  config = _folder_with_an_undecodable_file(tmp_path)  # random crops, mirrors, colour noise
+  config = _folder_with_an_undecodable_file(tmp_path)  # random crops and mirrors
+  prepare.prepare(config, log=_quiet)
 
   def run(start_step, steps):
     it = pipeline.train_iterator(config, image_size=24, global_batch_size=2, seed=1,
@@ -449,8 +513,8 @@ def test_an_undecodable_file_keeps_every_batch_a_function_of_seed_and_step(tmp_p
   weights = np.concatenate([b['weight'] for b in uninterrupted])
   assert weights.reshape(6, 5).sum(1).tolist() == [4.0] * 6  # in its place, once per epoch
   for b in uninterrupted:
-    assert not b['image'][b['weight'] == 0].any()  # the placeholder: the mean image
-    assert np.isfinite(b['image']).all() and b['image'][b['weight'] == 1].std() > 1
+    assert not b['image'][b['weight'] == 0].any()  # the placeholder: a black crop
+    assert b['image'][b['weight'] == 1].std() > 1
   for step in range(1, 15):
     resumed = run(step, 1)[0]
     for key in ('image', 'label', 'weight'):
@@ -460,11 +524,13 @@ def test_an_undecodable_file_keeps_every_batch_a_function_of_seed_and_step(tmp_p
 
 def test_training_on_files_nothing_can_be_decoded_from_stops(tmp_path):
   for i in range(4):
-    folder = tmp_path / 'train' / f'c{i % 2}'
+    folder = tmp_path / 'images' / 'train' / f'c{i % 2}'
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f'{i}.jpg').write_bytes(b'not an image at all')
-  config = data_config(dataset='image_folder', folder=str(tmp_path), train_split='train',
+  config = data_config(dataset='image_folder', folder=str(tmp_path / 'images'),
+                       data_dir=str(tmp_path / 'data'), train_split='train',
                        eval_split='train', resize_size=32, mean='channel')
+  prepare.prepare(config, log=_quiet)
   with pytest.raises(DatasetError, match='could be decoded'):
     next(pipeline.train_iterator(config, image_size=24, global_batch_size=2, seed=0))
 
@@ -486,9 +552,21 @@ def test_labels_outside_the_classes_fail_loudly(data_fake_imagenet):
     next(pipeline.train_iterator(config, image_size=56, global_batch_size=21, seed=0))
 
 
-def test_resuming_far_into_training_does_not_replay_the_epochs(data_fake_imagenet):
-  # Step 10^7 of batch 4 lies ~2 million epochs in; resuming reads one window to get there.
-  start = time.time()
+def test_resuming_far_into_training_does_not_replay_the_epochs(data_fake_imagenet,
+                                                              monkeypatch):
+  # Step 10^7 of batch 4 lies ~2 million epochs in; resuming must start reading at the window
+  # that holds stream position 4 * 10^7, not at position 0.
+  drawn = []
+  window_plans = order.window_plans
+
+  def recorded(*args):
+    for plan in window_plans(*args):
+      drawn.append(plan)
+      yield plan
+
+  monkeypatch.setattr(order, 'window_plans', recorded)
   batch = next(pipeline.train_iterator(data_fake_imagenet, image_size=56, global_batch_size=4,
                                        seed=0, start_step=10**7))
-  assert time.time() - start < 10 and batch['image'].shape == (4, 56, 56, 3)
+  assert batch['image'].shape == (4, 56, 56, 3)
+  first_position, end_position = int(drawn[0][3]), int(drawn[0][4])
+  assert first_position == 4 * 10**7 < end_position

@@ -2,7 +2,8 @@
 
 A fresh interpreter refuses to import TensorFlow, TFDS, TensorBoard and clu (as if they were not
 installed), imports every module outside alexnet_jax.data and runs one real jitted, sharded
-training step on a tiny net.
+training step on a tiny net, uint8 crops in: the float work of the input (colour noise, mean,
+scale) runs inside the step, without TensorFlow.
 """
 
 import json
@@ -40,8 +41,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from alexnet_jax import (checkpoint, cli, evaluate, lrn, model, optim, parallel, progress,
-                         summary, tracking, train)
+from alexnet_jax import (checkpoint, cli, device_preprocess, evaluate, lrn, model, optim,
+                         parallel, progress, summary, tracking, train)
 from configs.alexnet import get_config
 
 config = get_config('quickstart')
@@ -54,11 +55,14 @@ graphdef, state = train._init_state(config)
 shardings = train.state_shardings(mesh, state)
 state = jax.device_put(state, shardings)
 before = jax.tree.map(np.array, state['params'])
-step_fn = train.make_train_step(config, mesh, graphdef, shardings)
-rng = np.random.default_rng(0)
 size = config.model.input_size
+# The float work on the uint8 crops runs in the step: colour noise, channel mean, input scale.
+config.data.mean = 'channel'
+transform = device_preprocess.input_transform(config.data, size, None)
+step_fn = train.make_train_step(config, mesh, graphdef, shardings, transform)
+rng = np.random.default_rng(0)
 batch = parallel.global_batch(mesh, {
-    'image': rng.standard_normal((config.batch_size, size, size, 3)).astype(np.float32),
+    'image': rng.integers(0, 256, (config.batch_size, size, size, 3), dtype=np.uint8),
     'label': rng.integers(0, config.model.num_classes, config.batch_size).astype(np.int32),
     'weight': np.ones(config.batch_size, np.float32)})
 state, metrics = step_fn(state, batch, jnp.float32(0.01), jnp.int32(0))

@@ -18,6 +18,7 @@ import pytest
 from flax import nnx
 from jax.sharding import PartitionSpec as P
 
+from alexnet_jax import device_preprocess
 from alexnet_jax import model as model_lib
 from alexnet_jax import optim
 from alexnet_jax import parallel
@@ -228,7 +229,8 @@ def _count(found):
 
 
 def _compiled_train_step(graphdef, params, batch, cfg, mesh):
-  """The training loop's own step (the paper's optimizer), compiled for `mesh`."""
+  """The training loop's own step (the paper's optimizer, and the float work on the uint8
+  crops: colour noise, mean image, input scale), compiled for `mesh`."""
   config = get_config('quickstart')
   config.model = cfg
   tx = optim.make_optimizer(config.optimizer)
@@ -236,8 +238,12 @@ def _compiled_train_step(graphdef, params, batch, cfg, mesh):
            'rng': jax.random.key_data(jax.random.key(0))}
   shardings = train.state_shardings(mesh, state)
   state = jax.device_put(state, shardings)
-  step = train.make_train_step(config, mesh, graphdef, shardings)
-  batch = dict(batch, weight=np.ones(len(batch['label']), np.float32))
+  mean_image = np.random.default_rng(1).uniform(0, 255, (SIZE + 16, SIZE + 16, 3))
+  transform = device_preprocess.input_transform(config.data, SIZE, {'mean_image': mean_image})
+  assert transform.pca_scales is not None and transform.mean.shape == (SIZE, SIZE, 3)
+  step = train.make_train_step(config, mesh, graphdef, shardings, transform)
+  crops = np.clip(batch['image'] * 60 + 128, 0, 255).astype(np.uint8)
+  batch = dict(batch, image=crops, weight=np.ones(len(batch['label']), np.float32))
   args = (state, parallel.global_batch(mesh, batch), jnp.float32(0.01), jnp.int32(0))
   return step.lower(*args).compile(), args, shardings
 

@@ -332,3 +332,109 @@ def test_two_processes_train_like_one(reference_run, tiny_data, tmp_path):
   assert sorted(got) == sorted(ref)
   for step in ref:
     assert abs(got[step] - ref[step]) <= 1e-5 * abs(ref[step]), (step, got[step], ref[step])
+
+
+# ------------------------------------------------ damaged workdirs and kills inside record writes
+
+
+def _killed_inside(data_dir, workdir, file, when, nth, *extra):
+  """main.py, SIGKILLed inside its `nth` write of `file` (tests/kill_during_write.py)."""
+  args = _args(data_dir, workdir, *extra)
+  args[1:2] = [os.path.join('tests', 'kill_during_write.py'), file, when, str(nth), 'main.py']
+  return _run(args)
+
+
+def _flip_bytes_in_largest_file(folder):
+  files = [os.path.join(d, f) for d, _, names in os.walk(folder) for f in names]
+  largest = max(files, key=os.path.getsize)
+  with open(largest, 'r+b') as f:
+    data = bytearray(f.read())
+    for i in range(len(data) // 2, len(data) // 2 + 4):
+      data[i] ^= 0xFF
+    f.seek(0)
+    f.write(data)
+
+
+def test_damaged_checkpoint_and_kills_inside_record_writes_resume_exactly(
+    reference_run, tiny_data, tmp_path):
+  """The finished reference run with bytes flipped in its newest checkpoint (12), restarted and
+  killed inside the rewrite of metrics.jsonl, then inside an append to it, then run to the end:
+  the damaged checkpoint is set aside for 8, no row is lost, and the losses are the
+  reference's. (Kills inside config.json and run.json: tests/test_tracking.py.)"""
+  import shutil
+  reference, _ = reference_run
+  workdir = str(tmp_path / 'damaged')
+  shutil.copytree(reference, workdir)
+  _flip_bytes_in_largest_file(os.path.join(workdir, 'checkpoints', '12', 'state'))
+  rows = _rows(reference)
+  starts = len(json.load(open(os.path.join(reference, 'run.json'))))
+  # 1. Restores 8 (12 is set aside), killed while dropping the rows of steps 9-12.
+  first = _killed_inside(tiny_data, workdir, 'metrics.jsonl', 'write', 1)
+  assert first.returncode == -signal.SIGKILL, first.stderr[-3000:]
+  assert re.search(r'WARNING: checkpoint \S+/checkpoints/12 is damaged', first.stdout), (
+      first.stdout[-3000:])
+  assert _rows(workdir) == rows  # the old content, whole
+  # 2. Drops them, killed inside the append of step 9's row.
+  second = _killed_inside(tiny_data, workdir, 'metrics.jsonl', 'write', 2)
+  assert second.returncode == -signal.SIGKILL, second.stderr[-3000:]
+  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
+    *whole, torn = f.read().split('\n')
+  assert [json.loads(line) for line in whole] == [r for r in rows if r['step'] <= 8]
+  assert torn.startswith('{"step": 9')
+  # 3. Drops the torn row with a warning and runs to the end.
+  result = _run(_args(tiny_data, workdir))
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert re.search(r'WARNING: the last line of \S+metrics.jsonl was cut short', result.stdout)
+  assert _resumed_step(result.stdout) == 8
+  assert _losses(workdir) == _losses(reference)
+  assert [r['step'] for r in _rows(workdir) if 'val_top1_error' in r] == [6, 12]
+  assert os.path.isdir(os.path.join(workdir, 'checkpoints', '12.corrupt'))
+  assert len(json.load(open(os.path.join(workdir, 'run.json')))) == starts + 3
+  with open(os.path.join(reference, 'config.json')) as f, open(
+      os.path.join(workdir, 'config.json')) as g:
+    assert json.load(f) == json.load(g)
+
+
+def test_damaged_workdirs_stop_with_one_line_and_change_nothing(reference_run, tiny_data,
+                                                                tmp_path):
+  import shutil
+  reference, _ = reference_run
+  (tmp_path / 'a_file').write_text('not a folder')
+
+  def snapshot(folder):
+    out = {}
+    for d, _, names in os.walk(folder):
+      for name in names:
+        with open(os.path.join(d, name), 'rb') as f:
+          out[os.path.relpath(os.path.join(d, name), folder)] = f.read()
+    return out
+
+  # (file to damage, its content, mode, what the message says); every damaged record file's
+  # message: tests/test_tracking.py.
+  cases = [('config.json', '{"model": {', 'train', 'config.json is not JSON'),
+           ('config.json', '', 'eval', 'config.json is not JSON')]
+  for i, (file, content, mode, message) in enumerate(cases):
+    workdir = str(tmp_path / f'case{i}')
+    shutil.copytree(reference, workdir)
+    with open(os.path.join(workdir, file), 'w') as f:
+      f.write(content)
+    before = snapshot(workdir)
+    result = _run(_args(tiny_data, workdir, f'--mode={mode}'))
+    assert result.returncode == 1, result.stderr[-3000:]
+    # One line, the last (TensorFlow's start-up chatter may come before it), no traceback.
+    line = result.stderr.strip().splitlines()[-1]
+    assert 'Traceback' not in result.stderr, result.stderr[-3000:]
+    assert message in line and os.path.join(workdir, file) in line, result.stderr[-3000:]
+    assert 'delete' in line and 'Nothing was changed' in line
+    assert snapshot(workdir) == before
+  for workdir, message in ((tmp_path / 'a_file', 'is a file, not a folder'),
+                           (tmp_path / 'a_file' / 'run', 'which is a file')):
+    result = _run(_args(tiny_data, str(workdir)), timeout=120)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert message in result.stderr.strip().splitlines()[-1], result.stderr[-3000:]
+    assert 'Traceback' not in result.stderr
+  assert (tmp_path / 'a_file').read_text() == 'not a folder'
+  # --verbosity=1 adds the traceback.
+  result = _run(_args(tiny_data, str(tmp_path / 'case1'), '--mode=eval', '--verbosity=1'))
+  assert result.returncode == 1 and 'Traceback' in result.stderr
+  assert result.stderr.strip().splitlines()[-1].startswith('WorkdirError: ')

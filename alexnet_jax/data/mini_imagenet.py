@@ -1,13 +1,16 @@
 """The built-in miniature ImageNet: made offline, prepared by the real `imagenet2012` builder.
 
-    python -m alexnet_jax.data.mini_imagenet --config=configs/alexnet.py:quickstart
+`make` writes real JPEGs for the first `data.mini.num_classes` synsets of TFDS's ImageNet labels
+file (so labels are 0..N-1), packs them as ILSVRC2012_img_train.tar (a tar of per-synset tars)
+and prepares them with TFDS's `imagenet2012` builder; `prepare.py` then stores their squares and
+computes their mean image and RGB PCA, so training reads them through exactly the ImageNet code
+path:
 
-writes real JPEGs for the first `data.mini.num_classes` synsets of TFDS's ImageNet labels file
-(so labels are 0..N-1), packs them as ILSVRC2012_img_train.tar (a tar of per-synset tars), prepares
-them with TFDS's `imagenet2012` builder and computes the mean image and RGB PCA, so training reads
-them through exactly the ImageNet code path. `pipeline.prepare()` runs this by itself when the data
-is missing. Validation is a held-out slice of train (see docs/data.md for why). It only replaces
-its own earlier output: a data.data_dir holding anything else (e.g. a real ILSVRC-2012) is refused.
+    python -m alexnet_jax.data.prepare --config=configs/alexnet.py:quickstart
+
+(training does this by itself when the data is missing). Validation is a held-out slice of train
+(see docs/data.md for why). It only replaces its own earlier output: a data.data_dir holding
+anything else (e.g. a real ILSVRC-2012) is refused.
 
 Each class has its own shape, colour and texture; size, aspect ratio, position, colour, background
 and noise vary per image, so a small AlexNet has something to learn but not a constant to memorize.
@@ -15,14 +18,22 @@ and noise vary per image, so a small AlexNet has something to learn but not a co
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
+import sys
 import time
 
 import numpy as np
+from absl import logging as absl_logging
 
+from alexnet_jax import fileio
 from alexnet_jax.data import ilsvrc_archive
+from alexnet_jax.data import locations
+from alexnet_jax.data import squares
+from alexnet_jax.data.errors import DatasetError
 
 # What the generator draws: (shape, hue in degrees, texture) per class, in label order.
 _CLASS_LOOKS = (
@@ -159,34 +170,28 @@ def _read_marker(root: str) -> dict | None:
 
 def _write_marker(root: str, marker: dict) -> None:
   os.makedirs(root, exist_ok=True)
-  path = os.path.join(root, _PARAMS_FILE)
-  with open(path + '.tmp', 'w') as f:
-    json.dump(marker, f)
-  os.replace(path + '.tmp', path)  # never a half-written marker
+  fileio.write_json_atomic(os.path.join(root, _PARAMS_FILE), marker)  # never a half-written one
 
 
 def is_made(data_config) -> bool:
-  """Whether the prepared data on disk was made, completely, with the config's `data.mini`."""
-  from alexnet_jax.data import pipeline
-
-  marker = _read_marker(pipeline.resolve_data_dir(data_config))
+  """Whether the originals on disk were made, completely, with the config's `data.mini`."""
+  marker = _read_marker(locations.data_dir(data_config))
   return (marker is not None and marker.get('complete', True) and
           all(marker.get(k) == v for k, v in _params(data_config).items()))
 
 
 def _outputs(data_config) -> list[str]:
-  """Every path `make` writes (the prepared dataset folder, the two tars, the stats file)."""
-  from alexnet_jax.data import pipeline
-
-  root = pipeline.resolve_data_dir(data_config)
-  manual_dir = pipeline.resolve_manual_dir(data_config)
-  # The stats file's name has the TFDS version in it; the one the pipeline will look for.
-  import tensorflow_datasets as tfds
-  source_name = tfds.builder('imagenet2012', data_dir=root).info.full_name
+  """Every path made from the mini ImageNet's images (the prepared dataset folder, the two
+  tars, the stored squares, the stats file): replaced when they are made again."""
+  root = locations.data_dir(data_config)
+  manual_dir = locations.manual_dir(data_config)
+  # The names of the squares and the stats file have the TFDS version in them.
+  source_name = locations.source_name(data_config)
   return [os.path.join(root, 'imagenet2012'),
           os.path.join(manual_dir, ilsvrc_archive.TRAIN_TAR),
           os.path.join(manual_dir, ilsvrc_archive.VAL_TAR),
-          pipeline.stats_path(data_config, source_name)]
+          squares.folder(data_config, source_name),
+          locations.stats_path(data_config, source_name)]
 
 
 def _inside(path: str, folder: str) -> bool:
@@ -197,9 +202,7 @@ def _inside(path: str, folder: str) -> bool:
 def _check_nothing_foreign(data_config) -> list[str]:
   """Raises DatasetError unless every path `make` would replace was made by `make` itself;
   returns those paths. Nothing is ever deleted that this module did not write."""
-  from alexnet_jax.data import pipeline
-
-  root = pipeline.resolve_data_dir(data_config)
+  root = locations.data_dir(data_config)
   marker = _read_marker(root)
   fix = ('Set data.data_dir to a new or empty folder for the mini ImageNet (the quickstart uses '
          '~/.cache/alexnet_jax/mini_imagenet), and leave data.manual_dir and data.stats_dir '
@@ -212,7 +215,7 @@ def _check_nothing_foreign(data_config) -> list[str]:
     except NotADirectoryError:
       entries = [root]
     if entries:
-      raise pipeline.DatasetError(
+      raise DatasetError(
           f'data.data_dir = {root} already holds data that the mini ImageNet did not make '
           f'({", ".join(entries[:5])}{", ..." if len(entries) > 5 else ""}; no '
           f'{_PARAMS_FILE} there). Making the mini ImageNet would replace its imagenet2012 '
@@ -225,25 +228,25 @@ def _check_nothing_foreign(data_config) -> list[str]:
     ours = lambda path: _inside(path, root)  # noqa: E731
   foreign = [p for p in outputs if os.path.lexists(p) and not ours(p)]
   if foreign:
-    raise pipeline.DatasetError(
+    raise DatasetError(
         'Making the mini ImageNet would replace ' + ', '.join(foreign) + ', which it did not '
         f'make (it may be real data), so nothing was changed. {fix}')
   return outputs
 
 
 def make(data_config, *, log=print) -> None:
-  """Writes the JPEGs and the train tar, prepares them with TFDS, computes the stats.
+  """Writes the JPEGs and the train tar and prepares them with TFDS (the squares and the stats
+  are made from them by prepare.py, which calls this).
 
   Refuses (DatasetError) if data.data_dir holds anything without the mini ImageNet's marker, or
   if a path it writes exists and was not made by it: it replaces only its own earlier output.
   """
   import tensorflow_datasets as tfds
-  from alexnet_jax.data import pipeline, stats
 
   start = time.time()
   p = _params(data_config)
-  root = pipeline.resolve_data_dir(data_config)
-  manual_dir = pipeline.resolve_manual_dir(data_config)
+  root = locations.data_dir(data_config)
+  manual_dir = locations.manual_dir(data_config)
   outputs = _check_nothing_foreign(data_config)
   # Claim the outputs before writing any of them, so an interrupted make can be made again.
   _write_marker(root, {**p, 'complete': False, 'made': outputs})
@@ -273,29 +276,20 @@ def make(data_config, *, log=print) -> None:
 
   builder = tfds.builder('imagenet2012', data_dir=root)
   tfds.disable_progress_bar()  # seconds of work; its bars would garble the run's output
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+  # TFDS's own lines (where it writes; that the mini ImageNet has no test tar) are kept for a
+  # failure: they say nothing a quickstart needs.
+  said = io.StringIO()
+  verbosity = absl_logging.get_verbosity()
+  absl_logging.set_verbosity(absl_logging.ERROR)
+  try:
+    with contextlib.redirect_stdout(said):
+      builder.download_and_prepare(
+          download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+  except Exception:
+    sys.stdout.write(said.getvalue())
+    raise
+  finally:
+    absl_logging.set_verbosity(verbosity)
+  _write_marker(root, {**p, 'complete': True, 'made': outputs})
   log(f'mini_imagenet: prepared with the imagenet2012 builder in {root} '
       f'({time.time() - start:.1f}s)')
-  stats.compute_and_save(data_config, log=log)
-  _write_marker(root, {**p, 'complete': True, 'made': outputs})
-  log(f'mini_imagenet: done in {time.time() - start:.1f}s')
-
-
-def main(argv):
-  del argv
-  config = _CONFIG.value
-  from alexnet_jax.data.pipeline import DatasetError  # pylint: disable=import-outside-toplevel
-  try:
-    make(config.data)
-  except DatasetError as e:  # A message for a person, not a traceback.
-    raise SystemExit(f'error: {e}') from None
-
-
-if __name__ == '__main__':
-  from absl import app
-  from ml_collections import config_flags
-
-  _CONFIG = config_flags.DEFINE_config_file(
-      'config', 'configs/alexnet.py:quickstart', 'Config file; its data block says where.')
-  app.run(main)

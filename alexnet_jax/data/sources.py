@@ -1,15 +1,16 @@
 """Where encoded images come from: a split as an ordered list of segments that can be read alone.
 
-A segment is (key, start, count): `count` records from position `start` of one TFRecord file
-(key = its path), or of an in-memory/file-list table (key unused). Reading any segment costs only
-that segment, which is what lets a resumed run seek instead of re-reading an epoch, and lets
-processes take disjoint ranges of the same split.
+A segment is `count` records from record `start` of one TFRecord file (key = its path), or of an
+in-memory table (key unused), together with the split they belong to and the position of the
+first one in it. Reading any segment costs only that segment, which is what lets a resumed run
+seek instead of re-reading an epoch, and lets processes take disjoint ranges of the same split.
+Every record is (encoded image, label, name): the name (an ImageNet file name, an image
+folder's relative path, or '') is what a message about an undecodable image says.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 
 import numpy as np
 import tensorflow as tf
@@ -18,9 +19,11 @@ import tensorflow_datasets as tfds
 
 @dataclasses.dataclass(frozen=True)
 class Segment:
-  key: str
-  start: int
+  split: str     # the base split ('train', 'validation', ...)
+  key: str       # TFRecord file, or '' for a table
+  start: int     # first record in the file (or table row)
   count: int
+  position: int  # position of the first record in its split
 
 
 class Source:
@@ -32,7 +35,8 @@ class Source:
     raise NotImplementedError
 
   def read(self, key, start, count) -> tf.data.Dataset:
-    """Dataset of (encoded image: string, label: int64); arguments may be tensors."""
+    """Dataset of (encoded image: string, label: int64, name: string); arguments may be
+    tensors."""
     raise NotImplementedError
 
 
@@ -46,7 +50,7 @@ def cut(segments: list[Segment], begin: int, end: int) -> list[Segment]:
   for s in segments:
     lo, hi = max(begin, pos), min(end, pos + s.count)
     if lo < hi:
-      out.append(Segment(s.key, s.start + lo - pos, hi - lo))
+      out.append(Segment(s.split, s.key, s.start + lo - pos, hi - lo, s.position + lo - pos))
     pos += s.count
   return out
 
@@ -56,133 +60,134 @@ def split_into_chunks(segments: list[Segment], chunk_size: int) -> list[Segment]
   out = []
   for s in segments:
     for lo in range(0, s.count, chunk_size):
-      out.append(Segment(s.key, s.start + lo, min(chunk_size, s.count - lo)))
+      out.append(Segment(s.split, s.key, s.start + lo, min(chunk_size, s.count - lo),
+                         s.position + lo))
   return out
 
 
-def _absolute(split: str, split_infos) -> list:
-  """TFDS's reading of a split spec ('train[:90%]+validation') as (name, begin, end) ranges."""
+def absolute_ranges(split: str, sizes: dict[str, int]) -> list[tuple[str, int, int]]:
+  """TFDS's reading of a split spec ('train[:90%]+validation') as (name, begin, end) ranges of
+  splits of the given sizes. KeyError/ValueError for a split that is not there."""
+  infos = {k: tfds.core.SplitInfo(name=k, shard_lengths=[n], num_bytes=0,
+                                  filename_template=None) for k, n in sizes.items()}
   out = []
-  for ins in tfds.core.splits.AbstractSplit.from_spec(split).to_absolute(split_infos):
-    n = split_infos[ins.splitname].num_examples
+  for ins in tfds.core.splits.AbstractSplit.from_spec(split).to_absolute(infos):
+    n = sizes[ins.splitname]
     out.append((ins.splitname, 0 if ins.from_ is None else ins.from_,
                 n if ins.to is None else ins.to))
   return out
 
 
-class TfdsSource(Source):
-  """A prepared TFDS dataset in TFRecord files, read directly (no decoding of the images)."""
+def segment_reader(source: Source, segments: list[Segment]):
+  """(segment index i) -> dataset of (image, label, name, i, position in the split) of the
+  examples of segments[i]."""
+  keys = tf.constant([s.key for s in segments], tf.string)
+  starts = tf.constant([s.start for s in segments], tf.int64)
+  counts = tf.constant([s.count for s in segments], tf.int64)
+  positions = tf.constant([s.position for s in segments], tf.int64)
 
-  def __init__(self, builder):
-    self.builder = builder
-    self.name = builder.info.full_name
-    self.num_classes = builder.info.features['label'].num_classes
-    self._features = builder.info.features
+  def read(i):
+    return tf.data.Dataset.zip(
+        source.read(keys[i], starts[i], counts[i]),
+        tf.data.Dataset.range(positions[i], positions[i] + counts[i])).map(
+            lambda record, position: (*record, i, position))
+  return read
+
+
+def read_in_order(source: Source, segments: list[Segment]) -> tf.data.Dataset:
+  """(image, label, name, segment index, position) of every example of `segments`, in order."""
+  return tf.data.Dataset.range(len(segments)).flat_map(segment_reader(source, segments))
+
+
+class RecordFilesSource(Source):
+  """Splits stored as sharded TFRecord files; `parse(record)` -> (image, label, name)."""
+
+  def __init__(self, name: str, num_classes: int, files: dict[str, list[tuple[str, int]]],
+               parse):
+    self.name = name
+    self.num_classes = num_classes
+    self.files = files  # split -> [(path, number of records)], in order
+    self._parse = parse
+
+  def split_sizes(self) -> dict[str, int]:
+    return {split: sum(n for _, n in shards) for split, shards in self.files.items()}
 
   def segments(self, split: str) -> list[Segment]:
-    splits = self.builder.info.splits
     out = []
-    for name, begin, end in _absolute(split, splits):
-      if end <= begin:
-        continue
-      for fi in splits[f'{name}[{begin}:{end}]'].file_instructions:
-        out.append(Segment(os.fspath(fi.filename), fi.skip, fi.take))
+    for name, begin, end in absolute_ranges(split, self.split_sizes()):
+      whole, position = [], 0
+      for path, n in self.files[name]:
+        if n:
+          whole.append(Segment(name, path, 0, n, position))
+        position += n
+      out += cut(whole, begin, end)
     return out
 
   def read(self, key, start, count):
-    def parse(record):
-      example = self._features.deserialize_example(
-          record, decoders={'image': tfds.decode.SkipDecoding()})
-      return example['image'], tf.cast(example['label'], tf.int64)
-    return tf.data.TFRecordDataset(key).skip(start).take(count).map(parse)
+    return tf.data.TFRecordDataset(key).skip(start).take(count).map(self._parse)
 
 
 class TableSource(Source):
-  """Splits as tables of (encoded image or file path, label) held in memory."""
+  """Splits as tables of (encoded image or file path, label, name) held in memory."""
 
-  def __init__(self, name: str, num_classes: int, tables: dict[str, tuple[list, list]],
+  def __init__(self, name: str, num_classes: int, tables: dict[str, tuple[list, list, list]],
                are_paths: bool):
     self.name = name
     self.num_classes = num_classes
     self._are_paths = are_paths
-    self._offsets, values, labels = {}, [], []
-    for split, (split_values, split_labels) in tables.items():
+    self._offsets, values, labels, names = {}, [], [], []
+    for split, (split_values, split_labels, split_names) in tables.items():
       self._offsets[split] = (len(values), len(split_values))
       values += list(split_values)
       labels += list(split_labels)
+      names += list(split_names)
     self._values = tf.constant(np.array(values, dtype=object), tf.string)
     self._labels = tf.constant(np.array(labels, dtype=np.int64), tf.int64)
+    self._names = tf.constant(np.array(names, dtype=object), tf.string)
 
   def split_sizes(self) -> dict[str, int]:
     return {k: n for k, (_, n) in self._offsets.items()}
 
   def segments(self, split: str) -> list[Segment]:
-    if split in self._offsets:  # Also covers names that are not TFDS split specs.
-      base, n = self._offsets[split]
-      return [Segment('', base, n)] if n else []
-    infos = {k: tfds.core.SplitInfo(name=k, shard_lengths=[n], num_bytes=0,
-                                    filename_template=None)
-             for k, (_, n) in self._offsets.items()}
     out = []
-    for name, begin, end in _absolute(split, infos):
+    for name, begin, end in absolute_ranges(split, self.split_sizes()):
       base, _ = self._offsets[name]
       if end > begin:
-        out.append(Segment('', base + begin, end - begin))
+        out.append(Segment(name, '', base + begin, end - begin, begin))
     return out
 
   def read(self, key, start, count):
     del key
     start = tf.cast(start, tf.int64)
     stop = start + tf.cast(count, tf.int64)
-    ds = tf.data.Dataset.from_tensor_slices((self._values[start:stop], self._labels[start:stop]))
+    ds = tf.data.Dataset.from_tensor_slices(
+        (self._values[start:stop], self._labels[start:stop], self._names[start:stop]))
     if self._are_paths:
-      ds = ds.map(lambda path, label: (tf.io.read_file(path), label))
+      ds = ds.map(lambda path, label, name: (tf.io.read_file(path), label, name))
     return ds
 
 
-def image_folder_source(root: str, shuffle_seed: int = 0) -> TableSource:
-  """TFDS's image-folder layout, <root>/<split>/<class>/<image>; classes sorted by name.
+class CachedSource(Source):
+  """The segments of some splits of another source, read once into memory (data.cache=
+  'memory'); each keeps its split and positions."""
 
-  Files are listed by TFDS, sorted, then put in a fixed random order so that any contiguous range
-  (a chunk, a process's share, a slice like 'train[:90%]') mixes the classes.
-  """
-  builder = tfds.ImageFolder(root)
-  label_feature = builder.info.features['label']
-  tables = {}
-  for split, examples in builder._split_examples.items():  # pylint: disable=protected-access
-    examples = sorted(examples, key=lambda e: e.image_path)
-    order = np.random.default_rng(shuffle_seed).permutation(len(examples))
-    examples = [examples[i] for i in order]
-    tables[split] = ([e.image_path for e in examples],
-                     [label_feature.str2int(e.label) for e in examples])
-  return TableSource(f'image_folder:{os.path.abspath(root)}', label_feature.num_classes, tables,
-                     are_paths=True)
+  def __init__(self, source: Source, splits: list[str]):
+    self.name = source.name
+    self.num_classes = source.num_classes
+    self._segments, values, labels, names = {}, [], [], []
+    for split in dict.fromkeys(splits):
+      self._segments[split] = []
+      for seg in source.segments(split):
+        self._segments[split].append(dataclasses.replace(seg, key='', start=len(values)))
+        for image, label, name in source.read(seg.key, seg.start, seg.count).as_numpy_iterator():
+          values.append(image)
+          labels.append(int(label))
+          names.append(name)
+    self._table = TableSource(self.name, self.num_classes, {'all': (values, labels, names)},
+                              are_paths=False)
 
+  def segments(self, split: str) -> list[Segment]:
+    return list(self._segments[split])
 
-def in_memory_source(source: Source, splits: list[str]) -> TableSource:
-  """Reads the given splits of `source` once into memory (data.cache='memory')."""
-  tables = {}
-  for split in splits:
-    values, labels = [], []
-    for seg in source.segments(split):
-      for image, label in source.read(seg.key, seg.start, seg.count).as_numpy_iterator():
-        values.append(image)
-        labels.append(int(label))
-    tables[split] = (values, labels)
-  return TableSource(source.name, source.num_classes, tables, are_paths=False)
-
-
-def as_dataset_source(builder, splits: list[str]) -> TableSource:
-  """For builders that expose no TFRecord files (e.g. under tfds.testing.mock_data): reads each
-  split once through `as_dataset` into memory. Only meant for small data."""
-  tables = {}
-  for split in splits:
-    ds = builder.as_dataset(split=split, shuffle_files=False,
-                            decoders={'image': tfds.decode.SkipDecoding()})
-    values, labels = [], []
-    for example in ds.as_numpy_iterator():
-      values.append(example['image'])
-      labels.append(int(example['label']))
-    tables[split] = (values, labels)
-  return TableSource(builder.info.full_name, builder.info.features['label'].num_classes, tables,
-                     are_paths=False)
+  def read(self, key, start, count):
+    return self._table.read(key, start, count)

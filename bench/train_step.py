@@ -18,7 +18,9 @@ torch), written jax[@REV][:KEY=VALUE...][+FLAG...] or torch:
                  torch's LRN and max-pooling, SGD with momentum 0.9 and weight decay 5e-4)
 
 All contenders start from the same parameters (the first jax worker's, passed as a .npz) and
-train on the same random batch (held in memory: no input pipeline). Every round each worker also
+train on the same random batch of uint8 crops (held in memory: no input pipeline), which each
+step turns into the net's input (colour noise, mean image, input scale) as the training loop
+does; jax@REV of code from before that moved into the step gets float inputs instead. Every round each worker also
 times a float32 matmul (jnp.dot or torch.mm, 2048x2048x2048); "share" is the step's model FLOPs
 per second (forward + the two backward products of every conv and fc layer, none for conv1's
 input) over that matmul rate, i.e. how much of the machine's dense-algebra speed the step uses.
@@ -29,6 +31,7 @@ idle machine (PyTorch's threads suffer more than XLA's from other processes).
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import os
 import shlex
@@ -183,11 +186,15 @@ def _reply(obj):
   sys.stdout.flush()
 
 
-def _images_and_labels(size: int, batch: int, classes: int):
+def _batch(config, batch: int):
+  """uint8 crops [B, S, S, 3], labels, and a mean image [R, R, 3] (R: the resize size) in
+  0-255 units, as the input pipeline and its stats file hand them to the step."""
   import numpy as np
   rng = np.random.default_rng(0)
-  images = rng.standard_normal((batch, size, size, 3)).astype(np.float32)
-  return images, rng.integers(0, classes, batch).astype(np.int32)
+  size, resize = config.model.input_size, config.data.resize_size
+  crops = rng.integers(0, 256, (batch, size, size, 3), dtype=np.uint8)
+  labels = rng.integers(0, config.model.num_classes, batch).astype(np.int32)
+  return crops, labels, rng.uniform(0, 255, (resize, resize, 3)).astype(np.float32)
 
 
 def model_flops(cfg) -> float:
@@ -267,8 +274,17 @@ def serve_jax(args):
     saved = args.save_params
   shardings = train.state_shardings(mesh, state)
   state = jax.device_put(state, shardings)
-  step = train.make_train_step(config, mesh, graphdef, shardings)
-  images, labels = _images_and_labels(config.model.input_size, batch, config.model.num_classes)
+  crops, labels, mean_image = _batch(config, batch)
+  if 'transform' in inspect.signature(train.make_train_step).parameters:
+    # The step turns the uint8 crops into the net's input (colour noise, mean, input scale).
+    from alexnet_jax import device_preprocess
+    transform = device_preprocess.input_transform(config.data, config.model.input_size,
+                                                  {'mean_image': mean_image})
+    step = train.make_train_step(config, mesh, graphdef, shardings, transform)
+    images = crops
+  else:  # code from before the input's float work moved into the step: float inputs
+    step = train.make_train_step(config, mesh, graphdef, shardings)
+    images = ((crops - 128.0) * config.data.input_scale).astype(np.float32)
   data = parallel.global_batch(mesh, {'image': images, 'label': labels,
                                       'weight': np.ones(batch, np.float32)})
   lr = jnp.float32(0.01)
@@ -349,12 +365,22 @@ def serve_torch(args):
   arrays = dict(np.load(args.params))
   net = TorchAlexNet(arrays, config.model)
   opt = torch.optim.SGD(list(net.params.values()), lr=0.01, momentum=0.9, weight_decay=5e-4)
-  images, labels = _images_and_labels(config.model.input_size, batch, config.model.num_classes)
-  x = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+  crops, labels, mean_image = _batch(config, batch)
+  crops = torch.from_numpy(crops).permute(0, 3, 1, 2).contiguous()
   y = torch.from_numpy(labels).long()
+  size = config.model.input_size
+  offset = (mean_image.shape[0] - size) // 2
+  mean = torch.from_numpy(np.ascontiguousarray(
+      mean_image[offset:offset + size, offset:offset + size].transpose(2, 0, 1)))
+  # The step's input work as ours does it: PCA colour noise (the original code's constants,
+  # as config.data.pca_noise='code'), the mean image, the input scale.
+  pca = torch.tensor([[0.418, -0.713, -0.564], [-0.817, -0.024, -0.576],
+                      [0.397, 0.701, -0.592]]) * torch.tensor([19.72, 37.09, 121.78])
 
   def step():
     opt.zero_grad(set_to_none=True)
+    shift = (torch.randn(batch, 3) * config.data.pca_std) @ pca.T
+    x = (crops.float() + shift[:, :, None, None] - mean) * config.data.input_scale
     loss = F.cross_entropy(net(x), y)
     loss.backward()
     opt.step()

@@ -198,7 +198,7 @@ def _conv_im2col(x, kernel_hwio, stride, padding):
   return patches @ kernel_hwio.reshape(kh * kw * cin, cout)
 
 
-def _dense(x, kernel, bias):
+def dense_layer(x, kernel, bias):
   """x [B, in] times every column's kernel [C, in, out] -> [B, C * out], columns side by side.
 
   On CPU as a matmul batched over the column axis ('cbi,cio->cbo'): each column's kernel is
@@ -428,7 +428,7 @@ class AlexNet(nnx.Module):
         # fc6 sees both columns: gather pool5's channels BEFORE flattening, so that its input
         # is ordered (h, w, every column's channels) on every mesh, as on one device.
         x = x.reshape(x.shape[0], -1)
-      x = _dense(x, module.kernel[...].astype(dtype), module.bias[...].astype(dtype))
+      x = dense_layer(x, module.kernel[...].astype(dtype), module.bias[...].astype(dtype))
       if layer.name != self.dense_layers[-1].name:
         x = self._activation(x)
       if layer.dropout == 'output':

@@ -5,12 +5,13 @@
 
 Each row is one piece of the net, forward + backward (the gradients of its parameters and of
 its input; conv1 has no input gradient), on random inputs of the shape it sees in the net:
-ours as the model runs it (`model.conv_layer`, `AlexNet._lrn`, `AlexNet._pool`, `model._dense`),
-PyTorch's as the same net in PyTorch (bench/train_step.py) runs it. The two alternate, round
-after round; each figure is the best round (the least disturbed by other processes). The sum of
-the rows is not the step: the step adds the loss, the optimizer, dropout and whatever XLA fuses
-across layers (bench/train_step.py measures that). PyTorch suffers more from a busy machine:
-compare on an idle one, and write the load beside the figures.
+ours as the model runs it (`model.conv_layer`, `AlexNet._lrn`, `AlexNet._pool`,
+`model.dense_layer`), PyTorch's as the same net in PyTorch (bench/train_step.py) runs it. The
+two alternate, round after round; each figure is the best round (the least disturbed by other
+processes). The sum of the rows is not the step: the step adds the loss, the optimizer,
+dropout and whatever XLA fuses across layers (bench/train_step.py measures that). PyTorch
+suffers more from a busy machine: compare on an idle one, and write the load beside the
+figures.
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ def _pieces(cfg, batch):
     w_t = torch.tensor(np.ascontiguousarray(kernel.transpose(0, 2, 1).reshape(c * out, fan_in)),
                        requires_grad=True)
     b_t = torch.tensor(bias.reshape(-1), requires_grad=True)
-    pieces.append((layer.name, lambda x, k, b: jax.nn.relu(model_lib._dense(x, k, b)),
+    pieces.append((layer.name, lambda x, k, b: jax.nn.relu(model_lib.dense_layer(x, k, b)),
                    (0, 1, 2), (x, kernel, bias),
                    lambda x, w, b: torch.relu(F.linear(x, w, b)),
                    (torch.tensor(x, requires_grad=True), w_t, b_t)))

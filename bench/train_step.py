@@ -20,10 +20,11 @@ torch), written jax[@REV][:KEY=VALUE...][+FLAG...] or torch:
 All contenders start from the same parameters (the first jax worker's, passed as a .npz) and
 train on the same random batch of uint8 crops (held in memory: no input pipeline), which each
 step turns into the net's input (colour noise, mean image, input scale) as the training loop
-does; jax@REV of code from before that moved into the step gets float inputs instead. Every round each worker also
-times a float32 matmul (jnp.dot or torch.mm, 2048x2048x2048); "share" is the step's model FLOPs
-per second (forward + the two backward products of every conv and fc layer, none for conv1's
-input) over that matmul rate, i.e. how much of the machine's dense-algebra speed the step uses.
+does; jax@REV of code from before that moved into the step gets float inputs instead. Every
+round each worker also times a float32 matmul (jnp.dot or torch.mm, 2048x2048x2048); "share" is
+the step's model FLOPs per second (forward + the two backward products of every conv and fc
+layer, none for conv1's input) over that matmul rate, i.e. how much of the machine's
+dense-algebra speed the step uses.
 The load average (/proc/loadavg) is printed before and after: compare with PyTorch only on an
 idle machine (PyTorch's threads suffer more than XLA's from other processes).
 """

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
+from alexnet_jax import pooling
 from alexnet_jax.lrn import local_response_norm
 
 VARIANTS = ('paper', 'one_weird_trick')
@@ -149,12 +150,6 @@ def scaled(features: int, width: float) -> int:
   return max(1, int(round(features * width)))
 
 
-# conv1_impl='auto' on CPU: XLA:CPU's 11x11/4 convolution is slow with few output channels.
-# Measured (bench/conv_impl.py, bench/RESULTS.md): im2col is 1.5x faster with 24 (quarter width)
-# and 6-15% slower with 48 and 96; so im2col up to 32, the convolution above.
-IM2COL_MAX_CONV1_FEATURES = 32
-
-
 def _on_cpu() -> bool:
   return jax.default_backend() == 'cpu'
 
@@ -201,6 +196,87 @@ def _conv_im2col(x, kernel_hwio, stride, padding):
              for i in range(kh) for j in range(kw)]
   patches = jnp.concatenate(patches, axis=-1)  # [B, oh, ow, kh*kw*cin], (i, j, c) order
   return patches @ kernel_hwio.reshape(kh * kw * cin, cout)
+
+
+def dense_layer(x, kernel, bias):
+  """x [B, in] times every column's kernel [C, in, out] -> [B, C * out], columns side by side.
+
+  On CPU as a matmul batched over the column axis ('cbi,cio->cbo'): each column's kernel is
+  used where it lies, where 'bi,cio->bco' makes XLA:CPU copy it into per-column pieces every
+  step (fc6's 2 x 37.7 MB forward and backward; bench/RESULTS.md). Elsewhere as it always was.
+  """
+  if not _on_cpu():
+    return (jnp.einsum('bi,cio->bco', x, kernel) + bias).reshape(x.shape[0], -1)
+  columns = kernel.shape[0]
+  y = jnp.einsum('cbi,cio->cbo', jnp.broadcast_to(x, (columns,) + x.shape), kernel)
+  return (y + bias[:, None, :]).transpose(1, 0, 2).reshape(x.shape[0], -1)
+
+
+@jax.custom_vjp
+def _add_bias(y, bias):
+  return y + bias
+
+
+def _add_bias_fwd(y, bias):
+  return y + bias, None
+
+
+def _add_bias_bwd(_, g):
+  """The bias gradient as a windowed sum, which XLA does not fuse with what produces `g`.
+
+  Left to autodiff (a plain sum), XLA:CPU may fuse the whole elementwise backward of what follows
+  (ReLU, LRN) into the bias gradient's reduction, a loop it runs on one thread with strided
+  reads (270 ms of the paper net's 2.3 s step, for conv2), or into the transposes of `g` that
+  the kernel gradient needs (3 ms of the quickstart's 80 ms, for conv1). A reduce-window takes
+  `g` as it is materialized once, in parts that run in parallel.
+  """
+  # Windows over whole examples (and all positions), in place on `g`: a reshape would make XLA
+  # materialize a second, reshaped copy and still fuse the backward into the transposes.
+  batch = g.shape[0]
+  parts = next(p for p in (16, 8, 4, 2, 1) if batch % p == 0)
+  window = (batch // parts,) + g.shape[1:-1] + (1,)
+  partial = jax.lax.reduce_window(g, jnp.zeros((), g.dtype), jax.lax.add, window, window,
+                                  'VALID')
+  return g, jnp.sum(partial, axis=tuple(range(g.ndim - 1)))
+
+
+_add_bias.defvjp(_add_bias_fwd, _add_bias_bwd)
+
+
+def add_bias(y, bias):
+  """y [..., C] + bias [C]; on CPU with the bias gradient computed as above."""
+  return _add_bias(y, bias) if _on_cpu() else y + bias
+
+
+def conv_layer(cfg, layer: ConvLayer, kernel, bias, x):
+  """One conv layer of every column (kernel [C, kh, kw, in, out], bias [C, out]), before its
+  activation: the implementation `cfg.conv_impl` / `cfg.conv1_impl` choose."""
+  columns = kernel.shape[0]
+  if layer.name == 'conv1':
+    padding = conv1_padding(cfg)
+  else:
+    padding = ((layer.padding, layer.padding),) * 2
+  if layer.both_columns:
+    merged = _merged_kernel(kernel)
+    impl = 'conv' if cfg.conv1_impl == 'auto' else cfg.conv1_impl
+    if layer.name == 'conv1' and impl == 'im2col':
+      y = _conv_im2col(x, merged, layer.stride, padding)
+    else:
+      y = _conv(x, merged, layer.stride, padding)
+  else:
+    impl = cfg.conv_impl
+    if impl == 'auto':
+      impl = 'split' if _on_cpu() else 'grouped'
+    if columns == 1:
+      y = _conv(x, kernel[0], layer.stride, padding)
+    elif impl == 'grouped':
+      y = _conv(x, _merged_kernel(kernel), layer.stride, padding, groups=columns)
+    else:
+      per = x.shape[-1] // columns
+      y = jnp.concatenate(
+          [_conv(x[..., c * per:(c + 1) * per], kernel[c], layer.stride, padding)
+           for c in range(columns)], axis=-1)
+  return add_bias(y, bias.reshape(-1))
 
 
 class AlexNet(nnx.Module):
@@ -262,42 +338,15 @@ class AlexNet(nnx.Module):
 
   def _pool(self, x):
     window = 3 if self.cfg.overlap_pool else 2
+    if _on_cpu():  # the same numbers; XLA:CPU's own max-pool gradient is several times slower
+      return pooling.max_pool(x, window, 2)
     return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, window, window, 1), (1, 2, 2, 1),
                                  'VALID')
 
   def _conv_layer(self, layer: ConvLayer, x, dtype):
-    cfg = self.cfg
     module = getattr(self, layer.name)
-    kernel = module.kernel[...].astype(dtype)
-    bias = module.bias[...].astype(dtype)
-    columns = kernel.shape[0]
-    if layer.name == 'conv1':
-      padding = conv1_padding(cfg)
-    else:
-      padding = ((layer.padding, layer.padding),) * 2
-    if layer.both_columns:
-      merged = _merged_kernel(kernel)
-      impl = cfg.conv1_impl
-      if impl == 'auto':
-        impl = 'im2col' if _on_cpu() and merged.shape[-1] <= IM2COL_MAX_CONV1_FEATURES else 'conv'
-      if layer.name == 'conv1' and impl == 'im2col':
-        y = _conv_im2col(x, merged, layer.stride, padding)
-      else:
-        y = _conv(x, merged, layer.stride, padding)
-    else:
-      impl = cfg.conv_impl
-      if impl == 'auto':
-        impl = 'split' if _on_cpu() else 'grouped'
-      if columns == 1:
-        y = _conv(x, kernel[0], layer.stride, padding)
-      elif impl == 'grouped':
-        y = _conv(x, _merged_kernel(kernel), layer.stride, padding, groups=columns)
-      else:
-        per = x.shape[-1] // columns
-        y = jnp.concatenate(
-            [_conv(x[..., c * per:(c + 1) * per], kernel[c], layer.stride, padding)
-             for c in range(columns)], axis=-1)
-    return y + bias.reshape(-1)
+    return conv_layer(self.cfg, layer, module.kernel[...].astype(dtype),
+                      module.bias[...].astype(dtype), x)
 
   def _dropout(self, x, layer_index, columns, train, dropout_key, column_axis, data_axis=None):
     rate = self.cfg.dropout
@@ -379,9 +428,7 @@ class AlexNet(nnx.Module):
         # fc6 sees both columns: gather pool5's channels BEFORE flattening, so that its input
         # is ordered (h, w, every column's channels) on every mesh, as on one device.
         x = x.reshape(x.shape[0], -1)
-      kernel = module.kernel[...].astype(dtype)
-      y = jnp.einsum('bi,cio->bco', x, kernel) + module.bias[...].astype(dtype)
-      x = y.reshape(y.shape[0], -1)
+      x = dense_layer(x, module.kernel[...].astype(dtype), module.bias[...].astype(dtype))
       if layer.name != self.dense_layers[-1].name:
         x = self._activation(x)
       if layer.dropout == 'output':

@@ -73,8 +73,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # XLA's grouped convolution is ~3x slower; grouped elsewhere).
   m.conv_impl = 'auto'
   # conv1 (11x11, stride 4): 'conv' (XLA convolution), 'im2col' (strided patches + one matmul;
-  # 1.5x faster on XLA:CPU at quarter width, slower at half and full width), 'auto' (im2col on
-  # CPU when conv1 has at most 32 filters, conv otherwise). Same parameters, same numbers.
+  # faster only where YNNPACK runs the convolutions, see alexnet_jax/xla_flags.py), 'auto'
+  # (conv). Same parameters, same numbers.
   m.conv1_impl = 'auto'
   m.dtype = 'float32'      # compute dtype: 'float32' | 'bfloat16' (parameters stay float32)
 

@@ -128,7 +128,7 @@ def test_jit_vmap_grad_agree_with_eager():
   np.testing.assert_allclose(g_jit, g_vmap, rtol=1e-5, atol=1e-7)
 
 
-def test_backward_saves_only_input_and_denominator():
+def test_backward_saves_only_input_and_scale():
   x = jnp.ones((2, 3, 3, 8))
   _, residuals = jax.vjp(local_response_norm, x)
   leaves = [leaf for leaf in jax.tree.leaves(residuals) if hasattr(leaf, 'shape')

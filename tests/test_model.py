@@ -153,6 +153,56 @@ def test_training_dropout_placement_matches_pytorch(variant, mode):
   np.testing.assert_allclose(ours, ref, atol=2e-5 * scale, rtol=1e-4)
 
 
+GRADIENT_VARIANTS = {
+    'paper': {},
+    'paper-lrn-code-placement': {'lrn_placement': 'code'},
+    'non-overlapping-pool': {'overlap_pool': False},
+    'one-weird-trick': {'variant': 'one_weird_trick', 'columns': 1, 'lrn': False},
+}
+
+
+@pytest.mark.parametrize('name', list(GRADIENT_VARIANTS))
+def test_training_gradients_match_pytorch_autograd(name):
+  """The gradient of the training loss (dropout on, the model's own masks) for every parameter,
+  against PyTorch's autograd of the independent net: the backward passes written out here (LRN,
+  max-pooling) and the layer layouts chosen for speed must give PyTorch's numbers."""
+  m = get_config().model
+  m.width = 0.25
+  m.init, m.bias_init = 'he', 0.1
+  m.input_size = 99  # small and odd: conv1's extra padding and pooling's edges both matter
+  m.num_classes = 10
+  m.update(GRADIENT_VARIANTS[name])
+  model = model_lib.create_model(m, seed=5)
+  graphdef, params = nnx.split(model, nnx.Param)
+  rng = np.random.default_rng(8)
+  images = jnp.asarray((rng.standard_normal((3, 99, 99, 3)) * 50).astype(np.float32))
+  labels = np.array([1, 7, 3])
+  key = jax.random.key(12)
+  shapes = {}
+  model(images, capture=shapes)
+  dropped = {'fc6': 'pool5', 'fc7': 'fc6'} if m.variant == 'one_weird_trick' else {
+      'fc6': 'fc6', 'fc7': 'fc7'}
+  masks = {n: np.asarray(model._dropout(jnp.ones(shapes[dropped[n]].shape), i, m.columns, True,
+                                        key, None)).reshape(3, -1) != 0
+           for i, n in enumerate(('fc6', 'fc7'))}
+
+  def loss(p):
+    logits = nnx.merge(graphdef, p)(images, train=True, dropout_key=key)
+    return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(logits), labels[:, None], 1))
+
+  ours_loss, grads = jax.jit(jax.value_and_grad(loss))(params)
+  ref_loss, ref = torch_reference.loss_and_grads(_params_numpy(model), m, np.asarray(images),
+                                                 labels, masks=masks)
+  np.testing.assert_allclose(float(ours_loss), ref_loss, rtol=1e-5)
+  grads = jax.tree.map(np.asarray, nnx.to_pure_dict(grads))
+  for layer, d in ref.items():
+    for what, want in d.items():
+      scale = np.max(np.abs(want))
+      assert scale > 0, (layer, what)
+      np.testing.assert_allclose(grads[layer][what], want, atol=1e-5 * scale, rtol=0,
+                                 err_msg=f'{layer}.{what}')
+
+
 def test_conv_implementations_agree():
   m = get_config().model
   m.width = 0.25

@@ -301,6 +301,19 @@ def test_data_parallel_step_only_averages_gradients(setup):
       ('all-reduce', 'data', 'forward'): 1, ('all-reduce', 'data', 'backward'): 16}
 
 
+def test_one_data_replica_sums_nothing_over_data(setup):
+  """With one replica on 'data' the step has nothing to average: no all-reduce at all on one
+  device, and only the columns' exchanges on a column pair."""
+  cfg, graphdef, params, batch = setup
+  mesh = _mesh(1, 1, cfg)
+  compiled, _, _ = _compiled_train_step(graphdef, params, batch, cfg, mesh)
+  assert _count(collectives(compiled.as_text(), mesh)) == {}
+  mesh = _mesh(1, 2, cfg)
+  compiled, _, _ = _compiled_train_step(graphdef, params, batch, cfg, mesh)
+  assert _count(collectives(compiled.as_text(), mesh)) == {
+      ('all-gather', 'model', 'forward'): 5, ('reduce-scatter', 'model', 'backward'): 4}
+
+
 def test_evaluation_gathers_only_activations(setup):
   cfg, graphdef, params, batch = setup
   mesh = _mesh(2, 2, cfg)

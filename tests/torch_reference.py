@@ -15,8 +15,7 @@ import torch.nn.functional as F
 def _conv_weight(kernel):
   """[C, kh, kw, in, out] -> torch [C * out, in, kh, kw] (group c owns outputs c*out...)."""
   c, kh, kw, cin, cout = kernel.shape
-  return torch.from_numpy(np.ascontiguousarray(
-      np.array(kernel).transpose(0, 4, 3, 1, 2).reshape(c * cout, cin, kh, kw)))
+  return kernel.permute(0, 4, 3, 1, 2).reshape(c * cout, cin, kh, kw)
 
 
 def _lrn(x, columns, m):
@@ -26,6 +25,11 @@ def _lrn(x, columns, m):
                                           k=m.lrn_k) for p in parts], dim=1)
 
 
+def _tensors(params, requires_grad=False):
+  return {layer: {name: torch.tensor(np.array(v, np.float32), requires_grad=requires_grad)
+                  for name, v in d.items()} for layer, d in params.items()}
+
+
 def logits(params, m, images_nhwc, masks=None):
   """params: {'conv1': {'kernel', 'bias'}, ...} as NumPy; m: config.model; images NHWC.
 
@@ -33,6 +37,25 @@ def logits(params, m, images_nhwc, masks=None):
   layer, {'fc6': ..., 'fc7': ...}, each shaped like what it drops: the layer's output (paper) or
   its flattened input in NHWC order (one_weird_trick).
   """
+  with torch.no_grad():
+    return _forward(_tensors(params), m, images_nhwc, masks).numpy()
+
+
+def loss_and_grads(params, m, images_nhwc, labels, masks=None):
+  """Mean softmax cross-entropy and its gradient for every parameter, by torch's autograd.
+
+  The gradients come back in our layout ({'conv1': {'kernel', 'bias'}, ...}, NumPy): the
+  layout changes are torch ops on the leaves, so autograd carries them back.
+  """
+  tensors = _tensors(params, requires_grad=True)
+  out = _forward(tensors, m, images_nhwc, masks)
+  loss = F.cross_entropy(out, torch.from_numpy(np.asarray(labels, np.int64)))
+  loss.backward()
+  grads = {layer: {name: t.grad.numpy() for name, t in d.items()} for layer, d in tensors.items()}
+  return loss.item(), grads
+
+
+def _forward(params, m, images_nhwc, masks):
   act = torch.relu if m.activation == 'relu' else torch.tanh
   pool = (lambda x: F.max_pool2d(x, 3, 2)) if m.overlap_pool else (lambda x: F.max_pool2d(x, 2, 2))
   columns = m.columns
@@ -41,8 +64,8 @@ def logits(params, m, images_nhwc, masks=None):
 
   def conv(name, x, stride, padding, groups):
     p = params[name]
-    return F.conv2d(x, _conv_weight(p['kernel']), torch.from_numpy(np.array(p['bias'])).reshape(-1),
-                    stride=stride, padding=padding, groups=groups)
+    return F.conv2d(x, _conv_weight(p['kernel']), p['bias'].reshape(-1), stride=stride,
+                    padding=padding, groups=groups)
 
   # conv1 sees the whole image in both columns.
   if owt:
@@ -79,12 +102,11 @@ def logits(params, m, images_nhwc, masks=None):
   for name in ('fc6', 'fc7', 'fc8'):
     if owt and name != 'fc8':
       x = dropout(x, name)  # torchvision: Dropout -> Linear
-    k = np.array(params[name]['kernel'])  # a writable copy
+    k = params[name]['kernel']
     c, fan_in, out = k.shape
-    w = torch.from_numpy(np.ascontiguousarray(k.transpose(1, 0, 2).reshape(fan_in, c * out)))
-    x = x @ w + torch.from_numpy(np.array(params[name]['bias'])).reshape(-1)
+    x = x @ k.permute(1, 0, 2).reshape(fan_in, c * out) + params[name]['bias'].reshape(-1)
     if name != 'fc8':
       x = act(x)
       if not owt:
         x = dropout(x, name)  # the paper: dropout on the outputs of fc6 and fc7
-  return x.numpy()
+  return x

@@ -94,8 +94,8 @@ def _run_mode(config, mode, workdir, argv, images, output, search_images) -> int
     from alexnet_jax import predict
     return predict.run(config, workdir, images, output)
   elif mode == 'figures':
-    from alexnet_jax import figures
-    record = figures.make_figures(config, workdir, search_images)
+    from alexnet_jax import paper_figures
+    record = paper_figures.make_figures(config, workdir, search_images)
     colour = ', '.join(f'{v:.2f}' for v in record['figure3']['colour_measure_per_column'])
     print(f'Wrote Figures 3 and 4 of step {record["step"]} to {workdir}/figures/ '
           f'(conv1 colour measure per column: {colour}).')

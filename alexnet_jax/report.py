@@ -29,6 +29,7 @@ import os
 import re
 import shlex
 
+from alexnet_jax import figures
 from alexnet_jax import fileio
 
 BASELINE = 'baseline'
@@ -412,7 +413,6 @@ def curves_figure(sweep: dict):
 def write_report(root: str) -> str:
   """Writes report.md, report.csv, report_seeds.csv and curves.png under `root`; returns the
   markdown. ValueError if no run has metrics."""
-  from alexnet_jax import figures  # pylint: disable=import-outside-toplevel
   sweep = read_sweep(root)
   if not sweep['runs']:
     raise ValueError(f'No runs with metrics under {root}.')

@@ -28,7 +28,8 @@ def examples(config, *, split: str, limit: int = 0,
              batch_size: int = 64) -> Iterator[dict[str, np.ndarray]]:
   """Central crops of `split` ('eval' or 'train', the latter without augmentation), in the
   split's order: batches of {'image' uint8 [B, S, S, 3], 'label'}, padding removed, at most
-  `limit` examples (0: all)."""
+  `limit` examples (0: all). Images nothing could be decoded from are left out: their black
+  stand-ins are no picture to show or to search for (evaluation still counts them)."""
   from alexnet_jax.data import pipeline
   data = config.data.copy_and_resolve_references()
   if split == 'train':
@@ -38,7 +39,7 @@ def examples(config, *, split: str, limit: int = 0,
   seen = 0
   for batch in pipeline.eval_iterator(data, image_size=config.model.input_size,
                                       global_batch_size=batch_size, views=1):
-    keep = np.array(batch['mask'], bool)  # a copy: the batch's arrays may be read-only
+    keep = np.array(batch['mask'], bool) & batch['decoded']  # a copy: arrays may be read-only
     if limit:
       keep &= np.cumsum(keep) <= limit - seen
     if not keep.any():

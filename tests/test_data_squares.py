@@ -186,6 +186,25 @@ def test_an_undecodable_image_is_named_once_by_the_project(tmp_path, capfd):
                    'training as a weight-0 placeholder'], result.stderr[-3000:]
 
 
+def test_the_research_tools_leave_out_undecodable_images(tmp_path):
+  """Evaluation counts an undecodable image (a black stand-in); the figures' examples, which
+  show and search images, leave it out and keep the others in the split's order."""
+  import ml_collections
+  from alexnet_jax import inputs
+  config = _folder(tmp_path, n=8, bad=(5,))
+  prepare.prepare(config, log=_quiet)
+  batches = list(pipeline.eval_iterator(config, image_size=24, global_batch_size=8, views=1))
+  assert sum(int(b['mask'].sum()) for b in batches) == 8
+  assert sum(int((b['mask'] & ~b['decoded']).sum()) for b in batches) == 1
+  tool_config = ml_collections.ConfigDict({'data': config, 'model': {'input_size': 24}})
+  shown = list(inputs.examples(tool_config, split='eval', batch_size=3))
+  records = _records(config)
+  expected = [label for label, _, image in records if image is not None]
+  assert len(records) == 8 and len(expected) == 7
+  assert np.concatenate([b['label'] for b in shown]).tolist() == expected
+  assert all(b['image'].reshape(len(b['image']), -1).max(axis=1).min() > 0 for b in shown)
+
+
 def test_the_stats_command_counts_and_lists_the_files_it_skipped(tmp_path):
   config = _folder(tmp_path, n=16, bad=(3, 10))
   config.mean = 'image'

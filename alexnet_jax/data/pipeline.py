@@ -370,15 +370,16 @@ def eval_iterator(data_config, *, image_size: int, global_batch_size: int, views
                   process_index: int = 0,
                   process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
   """Finite iterator: {'image': uint8 [B, views, S, S, 3], 'label': int32 [B], 'mask': bool
-  [B]}. Over all processes every example of the eval split appears exactly once with mask True,
-  so the mask count is always DatasetInfo.num_eval: an image nothing could be decoded from is
-  there as a black image (reported once, by name) with its own label. All processes yield the
+  [B], 'decoded': bool [B]}. Over all processes every example of the eval split appears exactly
+  once with mask True, so the mask count is always DatasetInfo.num_eval: an image nothing could
+  be decoded from is there as a black image (reported once, by name) with its own label and
+  'decoded' False (tools that show images leave it out). All processes yield the
   same number of batches (padding is masked), so multi-host evaluation cannot hang. A label
   outside the dataset's classes raises DatasetError."""
   ds = eval_dataset(data_config, image_size=image_size, global_batch_size=global_batch_size,
                     views=views, process_index=process_index, process_count=process_count)
   opened = open_dataset(data_config)
-  return _numpy_batches([ds], ('image', 'label', 'mask'), opened,
+  return _numpy_batches([ds], ('image', 'label', 'mask', 'decoded'), opened,
                         [order.share(opened.eval, process_index, process_count)],
                         f'the eval split {data_config.eval_split!r}', check_decoded=False,
                         kept_as='it is evaluated as a black image (counted, with its label)')

@@ -57,7 +57,7 @@ def main(argv):
     # Library INFO logs (orbax, TFDS, the metric writer) would bury the progress lines;
     # `--verbosity=0` brings them back.
     absl_logging.set_verbosity(absl_logging.WARNING)
-  from alexnet_jax import cli
+  from alexnet_jax.cli import commands as cli
   status = cli.run(FLAGS.config, mode=FLAGS.mode, workdir=FLAGS.workdir, argv=sys.argv,
                    distributed={'coordinator_address': FLAGS.coordinator_address,
                                 'num_processes': FLAGS.num_processes,

@@ -39,7 +39,7 @@ import os
 
 import numpy as np
 
-from alexnet_jax import fileio
+from alexnet_jax.record import fileio
 
 PER_ROW = 16            # kernels per row of a column's block (the paper's figure: 16 x 3 per GPU)
 KERNEL_SCALE = 4        # each kernel pixel drawn as KERNEL_SCALE x KERNEL_SCALE

@@ -4,7 +4,7 @@
   python bench/checkpoint_restore.py --width=0.25    # the quickstart's width
 
 Saves one checkpoint of the train state (parameters and the optimizer's momentum, on a
-two-device mesh, one column per device, as train.py lays it out), then restores it `--rounds`
+two-device mesh, one column per device, as the trainer lays it out), then restores it `--rounds`
 times each way, alternating the order: the orbax restore alone, and the same restore followed by
 the check (`checkpoint.verify`: every array's checksum compared with the saved one, and the
 whole state tested for finiteness). Prints the median of each, of the check alone, the ratio,
@@ -28,9 +28,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import jax  # noqa: E402
 import orbax.checkpoint as ocp  # noqa: E402
 
-from alexnet_jax import checkpoint as checkpoint_lib  # noqa: E402
+from alexnet_jax.record import checkpoint as checkpoint_lib  # noqa: E402
 from alexnet_jax import parallel  # noqa: E402
-from alexnet_jax import train  # noqa: E402
+from alexnet_jax.train import setup as train_setup  # noqa: E402
 from configs.alexnet import get_config  # noqa: E402
 
 
@@ -51,11 +51,11 @@ def main():
   config = get_config()
   config.model.width = args.width
   mesh = parallel.make_mesh(config.mesh, config.model)
-  _, abstract = train._abstract_state(config)  # pylint: disable=protected-access
-  shardings = train.state_shardings(mesh, abstract)
+  _, abstract = train_setup.abstract_state(config)
+  shardings = train_setup.state_shardings(mesh, abstract)
   abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
                           abstract, shardings)
-  _, state = train._init_state(config)  # pylint: disable=protected-access
+  _, state = train_setup.init_state(config)
   state = jax.device_put(state, shardings)
   count = sum(x.size for x in jax.tree.leaves(state['params']))
   total = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state))

@@ -20,7 +20,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from alexnet_jax import model as model_lib  # noqa: E402
+from alexnet_jax.model import alexnet as model_lib  # noqa: E402
 from configs.alexnet import get_config  # noqa: E402
 
 

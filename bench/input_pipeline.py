@@ -142,7 +142,7 @@ def _before_pipeline(encoded, batch: int):
   import numpy as np
   import tensorflow as tf
 
-  from alexnet_jax import device_preprocess
+  from alexnet_jax.data import device_preprocess
 
   vectors = tf.constant(device_preprocess.CODE_PCA_VECTORS, tf.float32)
   scales = tf.constant(device_preprocess.CODE_PCA_STD, tf.float32)
@@ -281,7 +281,7 @@ def quality(encoded) -> None:
 
 def main(argv):
   del argv
-  import alexnet_jax.data  # noqa: F401  (quiet TensorFlow before anything imports it)
+  import alexnet_jax.data.tf_setup  # noqa: F401  (quiet TensorFlow before anything imports it)
   start = time.time()
   encoded = natural_jpegs(_IMAGES.value, noise=tuple(float(x) for x in _NOISE.value))
   import numpy as np

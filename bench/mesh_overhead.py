@@ -26,9 +26,9 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from alexnet_jax import model as model_lib  # noqa: E402
+from alexnet_jax.model import alexnet as model_lib  # noqa: E402
 from alexnet_jax import parallel  # noqa: E402
-from alexnet_jax import summary  # noqa: E402
+from alexnet_jax.model import summary  # noqa: E402
 from configs.alexnet import get_config  # noqa: E402
 
 

@@ -9,7 +9,7 @@ parent's word, times `--steps` steps; the parent asks the contenders in turn, ro
 so that all of them see the same machine. Contenders (`--contender`, repeated; default jax and
 torch), written jax[@REV][:KEY=VALUE...][+FLAG...] or torch:
 
-  jax            the project's own `train.make_train_step` (the loop's step: loss, gradients,
+  jax            the project's own `train_setup.make_train_step` (the loop's step: loss, gradients,
                  the paper's optimizer) on one device, from this checkout
   @REV           ...from the code of git revision REV (exported to a temporary directory)
   :KEY=VALUE     ...with a config override, e.g. ':model.conv1_impl=conv'
@@ -203,7 +203,10 @@ def model_flops(cfg) -> float:
   import jax
   import jax.numpy as jnp
   from flax import nnx
-  from alexnet_jax import model as model_lib
+  try:
+    from alexnet_jax.model import alexnet as model_lib
+  except ImportError:  # jax@REV of a revision from before the package had subpackages
+    from alexnet_jax import model as model_lib
   captured = {}
   size = cfg.input_size
   jax.eval_shape(lambda x: model_lib.create_model(cfg)(x, capture=captured),
@@ -242,7 +245,13 @@ def serve_jax(args):
   from flax import nnx
   import alexnet_jax
   from alexnet_jax import parallel
-  from alexnet_jax import train
+  try:
+    from alexnet_jax.train import optim
+    from alexnet_jax.train import setup as train_setup
+  except ImportError:  # jax@REV of a revision from before the package had subpackages
+    from alexnet_jax import optim
+    from alexnet_jax import train as train_setup
+    train_setup.init_state = train_setup._init_state  # pylint: disable=protected-access
   from configs.alexnet import get_config
 
   config_arg, batch = NETS[args.net]
@@ -258,14 +267,14 @@ def serve_jax(args):
     node[leaf] = type(node[leaf])(value) if not isinstance(node[leaf], bool) else (
         value == 'True')
   mesh = parallel.make_mesh(config.mesh, config.model, jax.devices()[:1])
-  graphdef, state = train._init_state(config)
+  graphdef, state = train_setup.init_state(config)
   if args.params:  # the first jax worker's parameters (same tree: layer/kernel, layer/bias)
     loaded = np.load(args.params)
     pure = nnx.to_pure_dict(state['params'])
     pure = {layer: {name: jnp.asarray(loaded[f'{layer}/{name}']) for name in d}
             for layer, d in pure.items()}
     nnx.replace_by_pure_dict(state['params'], pure)
-    state['opt_state'] = train.optim.make_optimizer(config.optimizer).init(state['params'])
+    state['opt_state'] = optim.make_optimizer(config.optimizer).init(state['params'])
   saved = None
   if args.save_params:
     pure = nnx.to_pure_dict(state['params'])
@@ -273,18 +282,21 @@ def serve_jax(args):
               for name, v in d.items()}
     np.savez(args.save_params, **arrays)
     saved = args.save_params
-  shardings = train.state_shardings(mesh, state)
+  shardings = train_setup.state_shardings(mesh, state)
   state = jax.device_put(state, shardings)
   crops, labels, mean_image = _batch(config, batch)
-  if 'transform' in inspect.signature(train.make_train_step).parameters:
+  if 'transform' in inspect.signature(train_setup.make_train_step).parameters:
     # The step turns the uint8 crops into the net's input (colour noise, mean, input scale).
-    from alexnet_jax import device_preprocess
+    try:
+      from alexnet_jax.data import device_preprocess
+    except ImportError:  # before the package had subpackages
+      from alexnet_jax import device_preprocess
     transform = device_preprocess.input_transform(config.data, config.model.input_size,
                                                   {'mean_image': mean_image})
-    step = train.make_train_step(config, mesh, graphdef, shardings, transform)
+    step = train_setup.make_train_step(config, mesh, graphdef, shardings, transform)
     images = crops
   else:  # code from before the input's float work moved into the step: float inputs
-    step = train.make_train_step(config, mesh, graphdef, shardings)
+    step = train_setup.make_train_step(config, mesh, graphdef, shardings)
     images = ((crops - 128.0) * config.data.input_scale).astype(np.float32)
   data = parallel.global_batch(mesh, {'image': images, 'label': labels,
                                       'weight': np.ones(batch, np.float32)})
@@ -332,7 +344,7 @@ class TorchAlexNet:
   def __call__(self, x):
     import torch
     import torch.nn.functional as F
-    from alexnet_jax import model as model_lib
+    from alexnet_jax.model import alexnet as model_lib
     p, c, m = self.params, self.cfg.columns, self.cfg
 
     def lrn(x):

@@ -3,14 +3,14 @@
   python -m launch.report --root=runs/ablations      (or, installed: alexnet-report --root=...)
 
 Writes ROOT/report.md, report.csv, report_seeds.csv and curves.png from the workdirs alone
-(alexnet_jax/report.py says what is computed and how).
+(alexnet_jax/tools/report.py says what is computed and how).
 """
 
 import argparse
 import os
 import sys
 
-from alexnet_jax import report
+from alexnet_jax.tools import report
 
 
 def main(argv=None) -> int:

@@ -34,8 +34,8 @@ import subprocess
 import sys
 import time
 
-from alexnet_jax import fileio
-from alexnet_jax import report
+from alexnet_jax.record import fileio
+from alexnet_jax.tools import report
 from launch import sweep as sweep_lib
 
 SWEEP = 'configs/ablations.py:quickstart'

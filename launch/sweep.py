@@ -10,7 +10,7 @@ SLURM array, or on a multi-host TPU VM.
 
 (installed: `alexnet-sweep ...`). Arguments it does not know (`--config.num_epochs=5`) go to every
 run's main.py. Every run and seed gets its own workdir, ROOT/NAME/seedK (config.seed = K), which
-records its resolved config, command line and metrics (alexnet_jax/tracking.py); ROOT/sweep.json
+records its resolved config, command line and metrics (alexnet_jax/record/tracking.py); ROOT/sweep.json
 records the sweep, its seeds and every command. Running the same command again resumes unfinished
 runs (each workdir resumes by itself) and skips finished ones.
 
@@ -35,7 +35,7 @@ import shlex
 import subprocess
 import sys
 
-from alexnet_jax import fileio
+from alexnet_jax.record import fileio
 
 # The checkout: main.py and configs/ are found relative to it.
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

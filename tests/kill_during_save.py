@@ -14,7 +14,7 @@ sys.path.insert(0, ROOT)
 from absl import app  # noqa: E402
 
 import main  # noqa: E402
-from alexnet_jax import checkpoint  # noqa: E402
+from alexnet_jax.record import checkpoint  # noqa: E402
 
 KILL_STEP = int(sys.argv.pop(1))
 _save = checkpoint.Checkpoints.save

@@ -27,7 +27,7 @@ def main(process_id: int, port: int) -> None:
   import numpy as np
   from flax import nnx
 
-  from alexnet_jax import model as model_lib
+  from alexnet_jax.model import alexnet as model_lib
   from configs.alexnet import get_config
 
   cfg = get_config('quickstart').model

@@ -1,11 +1,24 @@
-"""Imports flow one way: no module of the package imports itself back through others, counting
-the imports written inside functions (which would hide a circle from Python, not remove it), and
-the streaming pipeline imports none of the one-time data commands."""
+"""Imports flow one way, down the layers of docs/architecture.md: no module imports a layer above
+its own, no module imports itself back through others (counting the imports written inside
+functions, which would hide a circle from Python, not remove it), the research tools do not
+import the training loop, and the streaming pipeline imports none of the one-time data
+commands."""
 
 import ast
 import pathlib
 
 PACKAGE = pathlib.Path(__file__).resolve().parent.parent / 'alexnet_jax'
+
+# The layers, from the bottom up: a module may import its own layer and those below it.
+LAYERS = (
+    ('alexnet_jax.xla_flags', 'alexnet_jax.labels'),
+    ('alexnet_jax.model', 'alexnet_jax.record'),
+    ('alexnet_jax.parallel', 'alexnet_jax.figures', 'alexnet_jax.data'),
+    ('alexnet_jax.train',),
+    ('alexnet_jax.tools',),
+    ('alexnet_jax.cli',),
+)
+LOOP = 'alexnet_jax.train.loop'
 
 # The one-time data commands, above the streaming pipeline (docs/data.md).
 DATA_COMMANDS = {'alexnet_jax.data.prepare', 'alexnet_jax.data.make_squares',
@@ -92,5 +105,43 @@ def test_the_streaming_pipeline_imports_no_one_time_command():
   graph = _graph(PACKAGE)
   assert DATA_COMMANDS <= set(graph)  # the names above still name modules
   # (The trainer is above them: `train.plan` makes what is quick to make, the mini ImageNet.)
-  for streaming in ('alexnet_jax.data.pipeline', 'alexnet_jax.inputs'):
+  for streaming in ('alexnet_jax.data.pipeline', 'alexnet_jax.tools.inputs'):
     assert not _reachable(graph, streaming) & DATA_COMMANDS, streaming
+
+
+def _layer(module: str) -> int | None:
+  for index, names in enumerate(LAYERS):
+    if any(module == n or module.startswith(n + '.') for n in names):
+      return index
+  return None
+
+
+def test_every_module_has_a_layer_and_imports_none_above_it():
+  graph = _graph(PACKAGE)
+  upward = []
+  for module, imported in graph.items():
+    if module == 'alexnet_jax':
+      continue
+    assert _layer(module) is not None, f'{module} is in no layer of LAYERS'
+    upward += [f'{module} -> {other}' for other in imported if _layer(other) > _layer(module)]
+  assert upward == []
+
+
+def test_the_layer_check_sees_an_import_upward(tmp_path):
+  package = tmp_path / 'alexnet_jax'
+  (package / 'model').mkdir(parents=True)
+  (package / 'train').mkdir()
+  for init in (package, package / 'model', package / 'train'):
+    (init / '__init__.py').write_text('')
+  (package / 'train' / 'loop.py').write_text('')
+  (package / 'model' / 'net.py').write_text('def f():\n  from alexnet_jax.train import loop\n')
+  graph = _graph(package)
+  assert graph['alexnet_jax.model.net'] == {'alexnet_jax.train.loop'}
+  assert _layer('alexnet_jax.train.loop') > _layer('alexnet_jax.model.net')
+
+
+def test_the_research_tools_do_not_import_the_training_loop():
+  graph = _graph(PACKAGE)
+  for module in graph:
+    if module.startswith('alexnet_jax.tools'):
+      assert LOOP not in _reachable(graph, module), module

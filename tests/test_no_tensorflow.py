@@ -41,9 +41,24 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from alexnet_jax import (ensemble, figures, inputs, labels, predict, report, trained)
-from alexnet_jax import (checkpoint, cli, device_preprocess, evaluate, lrn, model, optim,
-                         parallel, progress, summary, tracking, train)
+from alexnet_jax import figures, labels
+from alexnet_jax.tools import ensemble
+from alexnet_jax.tools import inputs
+from alexnet_jax.tools import predict
+from alexnet_jax.tools import report
+from alexnet_jax.tools import trained
+from alexnet_jax import parallel
+from alexnet_jax.record import checkpoint
+from alexnet_jax.cli import commands as cli
+from alexnet_jax.data import device_preprocess
+from alexnet_jax.train import evaluate
+from alexnet_jax.model import lrn
+from alexnet_jax.model import alexnet as model
+from alexnet_jax.train import optim
+from alexnet_jax.record import progress
+from alexnet_jax.model import summary
+from alexnet_jax.record import tracking
+from alexnet_jax.train import setup as train_setup
 from configs.alexnet import get_config
 
 config = get_config('quickstart')
@@ -52,15 +67,15 @@ config.model.input_size = 67
 config.batch_size = 4
 
 mesh = parallel.make_mesh(config.mesh, config.model)
-graphdef, state = train._init_state(config)
-shardings = train.state_shardings(mesh, state)
+graphdef, state = train_setup.init_state(config)
+shardings = train_setup.state_shardings(mesh, state)
 state = jax.device_put(state, shardings)
 before = jax.tree.map(np.array, state['params'])
 size = config.model.input_size
 # The float work on the uint8 crops runs in the step: colour noise, channel mean, input scale.
 config.data.mean = 'channel'
 transform = device_preprocess.input_transform(config.data, size, None)
-step_fn = train.make_train_step(config, mesh, graphdef, shardings, transform)
+step_fn = train_setup.make_train_step(config, mesh, graphdef, shardings, transform)
 rng = np.random.default_rng(0)
 batch = parallel.global_batch(mesh, {
     'image': rng.integers(0, 256, (config.batch_size, size, size, 3), dtype=np.uint8),

@@ -9,14 +9,14 @@ Streaming (every epoch): a training crop is the S x S window of the stored R x R
 random offset, decoded alone (`decode_and_crop_jpeg` skips the rest), mirrored half the time,
 and handed on as uint8; evaluation takes the central crop or the 10 views. Randomness comes from
 stateless ops keyed by a per-example seed. The float work (colour noise, mean, scale) is done on
-the device (alexnet_jax/device_preprocess.py).
+the device (alexnet_jax/data/device_preprocess.py).
 """
 
 from __future__ import annotations
 
 import dataclasses
 
-import tensorflow as tf
+from alexnet_jax.data.tf_setup import tf
 
 
 @dataclasses.dataclass(frozen=True)

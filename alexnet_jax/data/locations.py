@@ -8,6 +8,7 @@ import hashlib
 import os
 import re
 
+from alexnet_jax.data.tf_setup import tf  # noqa: F401  (quiet, before TFDS loads TensorFlow)
 import tensorflow_datasets as tfds
 
 from alexnet_jax.data.errors import DatasetError

@@ -18,7 +18,7 @@ import os
 import sys
 import time
 
-import tensorflow as tf
+from alexnet_jax.data.tf_setup import tf
 import tensorflow_datasets as tfds
 
 from alexnet_jax.data import image_ops

@@ -29,7 +29,7 @@ import time
 import numpy as np
 from absl import logging as absl_logging
 
-from alexnet_jax import fileio
+from alexnet_jax.record import fileio
 from alexnet_jax.data import ilsvrc_archive
 from alexnet_jax.data import locations
 from alexnet_jax.data import squares

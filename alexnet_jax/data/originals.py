@@ -14,7 +14,7 @@ import json
 import os
 
 import numpy as np
-import tensorflow as tf
+from alexnet_jax.data.tf_setup import tf
 import tensorflow_datasets as tfds
 
 from alexnet_jax.data import commands

@@ -3,7 +3,7 @@
 
 The host's share of the work is small: read the stored resize_size JPEGs (squares.py), decode
 each training crop's window, mirror it (image_ops.py) and batch uint8 crops; the float work runs
-on the device (alexnet_jax/device_preprocess.py). The order is a pure function of (config,
+on the device (alexnet_jax/data/device_preprocess.py). The order is a pure function of (config,
 seed, step, process) (order.py), and so is every crop and mirror: stateless ops keyed by (seed,
 process, position in the stream). An image nothing could be decoded from keeps its position as
 a placeholder (a black crop; weight 0 in training; counted, with its label, in evaluation), so
@@ -22,9 +22,9 @@ import re
 from collections.abc import Iterator
 
 import numpy as np
-import tensorflow as tf
+from alexnet_jax.data.tf_setup import tf
 
-from alexnet_jax import device_preprocess
+from alexnet_jax.data import device_preprocess
 from alexnet_jax.data import commands
 from alexnet_jax.data import image_ops
 from alexnet_jax.data import locations

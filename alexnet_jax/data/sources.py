@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import tensorflow as tf
+from alexnet_jax.data.tf_setup import tf
 import tensorflow_datasets as tfds
 
 

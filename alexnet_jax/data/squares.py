@@ -20,9 +20,9 @@ import json
 import os
 import re
 
-import tensorflow as tf
+from alexnet_jax.data.tf_setup import tf
 
-from alexnet_jax import fileio
+from alexnet_jax.record import fileio
 from alexnet_jax.data import image_ops
 from alexnet_jax.data import locations
 from alexnet_jax.data.errors import DatasetError

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import tensorflow as tf
+from alexnet_jax.data.tf_setup import tf
 
 from alexnet_jax.data import locations
 from alexnet_jax.data import pipeline

@@ -2,7 +2,7 @@
 
 Arrays: mean_image [R, R, 3], channel_mean [3], pca_std [3] (ascending), pca_vectors [3, 3]
 (eigenvectors as columns), num_examples, resize_size, and `skipped`: the undecodable images
-left out, as 'split position file' strings. Written atomically (alexnet_jax/fileio.py): a
+left out, as 'split position file' strings. Written atomically (alexnet_jax/record/fileio.py): a
 reader, or a run after a kill, sees the old file or the new one, never a part.
 """
 
@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from alexnet_jax import fileio
+from alexnet_jax.record import fileio
 
 
 def needed(data_config) -> bool:

@@ -1,0 +1,117 @@
+"""What main.py hands off to: one function per --mode, with early, readable failures.
+
+A failure a user can fix (a bad config, a damaged or misplaced workdir, a damaged checkpoint,
+a missing dataset) ends the process with one line that says what is wrong and what to do, and
+no traceback; `--verbosity=1` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+
+from alexnet_jax.model import alexnet as model_lib
+from alexnet_jax.train import optim
+
+
+def validate(config) -> None:
+  """ValueError for settings that cannot run, before anything is read, written or compiled."""
+  model_lib.validate(config.model)
+  optim.validate(config.optimizer, config.schedule)
+  if config.progress not in ('auto', 'bar', 'lines', 'none'):
+    raise ValueError(f"progress={config.progress!r}; use 'auto', 'bar', 'lines' or 'none'.")
+  views = (config.eval.views, *config.eval.final_views)
+  if any(v not in (1, 10) for v in views):
+    raise ValueError(f'eval.views={config.eval.views}, eval.final_views='
+                     f'{tuple(config.eval.final_views)}: views are 1 (centre crop) or 10.')
+  if config.batch_size < 1 or config.eval.batch_size < 0:
+    raise ValueError(f'batch_size={config.batch_size}, eval.batch_size='
+                     f'{config.eval.batch_size}: positive (eval 0: the training batch).')
+  if config.log_every_steps < 1 or config.checkpoint.every_steps < 1:
+    raise ValueError('log_every_steps and checkpoint.every_steps must be at least 1.')
+  if config.num_steps < 0 or (not config.num_steps and config.num_epochs <= 0):
+    raise ValueError(f'num_steps={config.num_steps}, num_epochs={config.num_epochs}: give a '
+                     'positive duration.')
+
+
+def workdir_problem(workdir: str) -> str | None:
+  """Why `workdir` cannot be a run's folder (a file, or under a file), or None if it can."""
+  path = os.path.abspath(workdir)
+  if os.path.exists(path) and not os.path.isdir(path):
+    return (f'--workdir={workdir} is a file, not a folder: pass a folder (a new one starts a '
+            'new run). Nothing was changed.')
+  parent = os.path.dirname(path)
+  while not os.path.exists(parent) and os.path.dirname(parent) != parent:
+    parent = os.path.dirname(parent)
+  if not os.path.isdir(parent):
+    return (f'--workdir={workdir} is under {parent}, which is a file, not a folder: pass a '
+            'path whose parents are folders. Nothing was changed.')
+  return None
+
+
+def run(config, *, mode: str, workdir: str | None, argv: list[str],
+        distributed: dict | None = None, images: list[str] | None = None,
+        output: str | None = None, search_images: int = 0, show_traceback: bool = False) -> int:
+  """Runs `mode`; returns the exit status (errors the user can fix exit with one line)."""
+  try:
+    validate(config)
+  except ValueError as e:
+    sys.exit(f'Bad config: {e}')
+  if mode == 'summary':
+    from alexnet_jax.model import summary
+    print(summary.summarize(config.model, config.batch_size))
+    return 0
+  if workdir is None:
+    sys.exit(f'--mode={mode} needs --workdir=DIR (where checkpoints and metrics go).')
+  if mode == 'predict' and not images:
+    sys.exit('--mode=predict needs --image=FILE [FILE ...].')
+  problem = workdir_problem(workdir)
+  if problem:
+    sys.exit(problem)
+  from alexnet_jax import parallel
+  if mode in ('train', 'eval'):  # predict and figures run in one process, on one device
+    parallel.initialize_distributed(**(distributed or {}))
+  from alexnet_jax.record import checkpoint
+  from alexnet_jax.train import loop as train
+  from alexnet_jax.record import tracking
+  from alexnet_jax.data import pipeline
+  try:
+    return _run_mode(config, mode, workdir, argv, images, output, search_images)
+  except (pipeline.DatasetError, parallel.LayoutError, tracking.WorkdirError,
+          train.TrainingError, checkpoint.CheckpointError, OSError) as e:
+    # OSError: a disk that is full or a folder that may not be written, named by the error.
+    if show_traceback:
+      traceback.print_exc()
+    sys.exit(f'{type(e).__name__}: {e}')
+
+
+def _run_mode(config, mode, workdir, argv, images, output, search_images) -> int:
+  from alexnet_jax.train import loop as train
+  if mode == 'train':
+    train.train_and_evaluate(config, workdir, argv)
+  elif mode == 'predict':
+    from alexnet_jax.tools import predict
+    return predict.run(config, workdir, images, output)
+  elif mode == 'figures':
+    from alexnet_jax.tools import paper_figures
+    record = paper_figures.make_figures(config, workdir, search_images)
+    colour = ', '.join(f'{v:.2f}' for v in record['figure3']['colour_measure_per_column'])
+    print(f'Wrote Figures 3 and 4 of step {record["step"]} to {workdir}/figures/ '
+          f'(conv1 colour measure per column: {colour}).')
+  else:
+    from alexnet_jax.tools import ensemble
+    if ensemble.is_run(workdir):  # one workdir
+      results = train.evaluate_checkpoint(config, workdir)
+      if output:
+        _write_results(output, {f'{views}_view': r for views, r in results.items()})
+    else:  # several, or a folder of runs: each member and the ensemble
+      ensemble.evaluate_ensemble(config, ensemble.expand_workdirs(workdir), output)
+  return 0
+
+
+def _write_results(path: str, results: dict) -> None:
+  from alexnet_jax.record import fileio
+  from alexnet_jax import parallel
+  if parallel.is_main_process():
+    fileio.write_json_atomic(path, results, indent=2)

@@ -77,6 +77,9 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # faster only where YNNPACK runs the convolutions, see alexnet_jax/xla_flags.py), 'auto'
   # (conv). Same parameters, same numbers.
   m.conv1_impl = 'auto'
+  # whose kernels the model runs: 'auto' (the platform running), 'cpu', 'gpu', 'tpu'
+  # (model/kernels.py)
+  m.platform = 'auto'
   m.dtype = 'float32'      # compute dtype: 'float32' | 'bfloat16' (parameters stay float32)
 
   # ---------------------------------------------------------------- data

@@ -23,7 +23,7 @@ def steps(group, name: str, steps_per_epoch: int):
   steps(config, 'num', 100) -> the run's total steps; steps(config.eval, 'every', 100) -> the
   steps between evaluations; steps(config.schedule, 'boundaries', 100) -> [2500, 5100, 7900].
   """
-  given = group[f'{name}_steps']
+  given = group.get(f'{name}_steps')
   if given:
     return [int(s) for s in given] if isinstance(given, (tuple, list)) else int(given)
   epochs = group[f'{name}_epochs']

@@ -25,6 +25,8 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from alexnet_jax import config_schema
+
 AXES = ('data', 'model')
 
 
@@ -41,11 +43,9 @@ def resolve_layout(mesh_config, model_config, device_count: int) -> tuple[int, i
   data: -1 = every remaining device; else that many model replicas (may use fewer devices
   than there are, on one process).
   """
+  config_schema.check(mesh_config, 'mesh', error=LayoutError)
   columns = model_config.columns
   model, data = mesh_config.model, mesh_config.data
-  if model not in (0, 1, 2):
-    raise LayoutError(f'mesh.model={model}; use 1 (whole net on each device), 2 (one column per '
-                      'device, the paper\'s split) or 0 (2 when possible).')
   if model == 0:
     model = 2 if columns == 2 and device_count >= 2 and device_count % 2 == 0 else 1
   if model == 2 and columns != 2:
@@ -62,8 +62,6 @@ def resolve_layout(mesh_config, model_config, device_count: int) -> tuple[int, i
                       'set mesh.model=1 or use an even number of devices.')
   if data == -1:
     data = device_count // model
-  elif data < 1:
-    raise LayoutError(f'mesh.data={data}; use -1 (all remaining devices) or a positive count.')
   if data * model > device_count:
     raise LayoutError(
         f'mesh.data={data} x mesh.model={model} = {data * model} devices, but there are '

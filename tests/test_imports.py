@@ -11,7 +11,7 @@ PACKAGE = pathlib.Path(__file__).resolve().parent.parent / 'alexnet_jax'
 
 # The layers, from the bottom up: a module may import its own layer and those below it.
 LAYERS = (
-    ('alexnet_jax.xla_flags', 'alexnet_jax.labels'),
+    ('alexnet_jax.xla_flags', 'alexnet_jax.labels', 'alexnet_jax.config_schema'),
     ('alexnet_jax.model', 'alexnet_jax.record'),
     ('alexnet_jax.parallel', 'alexnet_jax.figures', 'alexnet_jax.data'),
     ('alexnet_jax.train',),

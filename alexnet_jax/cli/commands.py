@@ -11,28 +11,7 @@ import os
 import sys
 import traceback
 
-from alexnet_jax.model import alexnet as model_lib
-from alexnet_jax.train import optim
-
-
-def validate(config) -> None:
-  """ValueError for settings that cannot run, before anything is read, written or compiled."""
-  model_lib.validate(config.model)
-  optim.validate(config.optimizer, config.schedule)
-  if config.progress not in ('auto', 'bar', 'lines', 'none'):
-    raise ValueError(f"progress={config.progress!r}; use 'auto', 'bar', 'lines' or 'none'.")
-  views = (config.eval.views, *config.eval.final_views)
-  if any(v not in (1, 10) for v in views):
-    raise ValueError(f'eval.views={config.eval.views}, eval.final_views='
-                     f'{tuple(config.eval.final_views)}: views are 1 (centre crop) or 10.')
-  if config.batch_size < 1 or config.eval.batch_size < 0:
-    raise ValueError(f'batch_size={config.batch_size}, eval.batch_size='
-                     f'{config.eval.batch_size}: positive (eval 0: the training batch).')
-  if config.log_every_steps < 1 or config.checkpoint.every_steps < 1:
-    raise ValueError('log_every_steps and checkpoint.every_steps must be at least 1.')
-  if config.num_steps < 0 or (not config.num_steps and config.num_epochs <= 0):
-    raise ValueError(f'num_steps={config.num_steps}, num_epochs={config.num_epochs}: give a '
-                     'positive duration.')
+from alexnet_jax import config_schema
 
 
 def workdir_problem(workdir: str) -> str | None:
@@ -55,8 +34,8 @@ def run(config, *, mode: str, workdir: str | None, argv: list[str],
         output: str | None = None, search_images: int = 0, show_traceback: bool = False) -> int:
   """Runs `mode`; returns the exit status (errors the user can fix exit with one line)."""
   try:
-    validate(config)
-  except ValueError as e:
+    config_schema.check(config)  # every choice, once, before anything is read or compiled
+  except config_schema.ConfigError as e:
     sys.exit(f'Bad config: {e}')
   if mode == 'summary':
     from alexnet_jax.model import summary
@@ -70,17 +49,18 @@ def run(config, *, mode: str, workdir: str | None, argv: list[str],
   if problem:
     sys.exit(problem)
   from alexnet_jax import parallel
-  if mode in ('train', 'eval'):  # predict and figures run in one process, on one device
-    parallel.initialize_distributed(**(distributed or {}))
   from alexnet_jax.record import checkpoint
   from alexnet_jax.train import loop as train
   from alexnet_jax.record import tracking
   from alexnet_jax.data import pipeline
   try:
+    if mode in ('train', 'eval'):  # predict and figures run in one process, on one device
+      parallel.initialize_distributed(**(distributed or {}))
     return _run_mode(config, mode, workdir, argv, images, output, search_images)
   except (pipeline.DatasetError, parallel.LayoutError, tracking.WorkdirError,
           train.TrainingError, checkpoint.CheckpointError, OSError) as e:
-    # OSError: a disk that is full or a folder that may not be written, named by the error.
+    # LayoutError also from the cluster's environment (SLURM without srun, ...). OSError: a
+    # disk that is full or a folder that may not be written, named by the error.
     if show_traceback:
       traceback.print_exc()
     sys.exit(f'{type(e).__name__}: {e}')

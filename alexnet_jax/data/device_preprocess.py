@@ -21,6 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from alexnet_jax import config_schema
+
 # The PCA of ImageNet RGB pixels in the original 2012 code (computerhistory/AlexNet-Source-Code),
 # 0-255 units: standard deviations (square roots of the eigenvalues) and eigenvectors as columns,
 # rows R, G, B. The often-copied [0.2175, 0.0188, 0.0045] are 0-1 variances (~2x weaker noise).
@@ -51,18 +53,18 @@ class InputTransform:
 
 def pca_constants(name: str, stats: dict | None) -> tuple[np.ndarray | None, np.ndarray | None]:
   """(per-component scale, eigenvector columns) of the noise `name`, in 0-255 units."""
+  config_schema.check_value('data.pca_noise', name)
   if name == 'none':
     return None, None
   if name == 'code':
     return CODE_PCA_STD, CODE_PCA_VECTORS
   if name == 'fb_resnet':
     return 255.0 * FB_RESNET_EIGVAL, FB_RESNET_VECTORS
-  if name == 'stats':
-    return np.asarray(stats['pca_std']), np.asarray(stats['pca_vectors'])
-  raise ValueError(f"data.pca_noise must be 'code', 'fb_resnet', 'stats' or 'none', got {name!r}")
+  return np.asarray(stats['pca_std']), np.asarray(stats['pca_vectors'])  # 'stats'
 
 
 def _mean(data_config, image_size: int, stats: dict | None) -> np.ndarray:
+  config_schema.check_value('data.mean', data_config.mean)
   if data_config.mean == 'image':
     mean_image = np.asarray(stats['mean_image'])
     c = (mean_image.shape[0] - image_size) // 2
@@ -77,9 +79,7 @@ def _mean(data_config, image_size: int, stats: dict | None) -> np.ndarray:
       raise ValueError(f'data.channel_mean={data_config.channel_mean!r}: three numbers (RGB, '
                        '0-255), e.g. (127.30,119.72,104.91), or None for the stats file\'s.')
     return mean
-  if data_config.mean == 'none':
-    return np.zeros([], np.float32)
-  raise ValueError(f"data.mean must be 'image', 'channel' or 'none', got {data_config.mean!r}")
+  return np.zeros([], np.float32)  # 'none'
 
 
 def input_transform(data_config, image_size: int, stats: dict | None) -> InputTransform:

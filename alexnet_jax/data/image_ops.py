@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from alexnet_jax import config_schema
 from alexnet_jax.data.tf_setup import tf
 
 
@@ -98,8 +99,7 @@ def eval_views(square_jpeg, views: int, resize_size: int, image_size: int):
   if views == 1:
     crop = tf.image.decode_and_crop_jpeg(square_jpeg, [c, c, s, s], channels=3)
     return tf.ensure_shape(crop, [s, s, 3])[None]
-  if views != 10:
-    raise ValueError(f'views must be 1 or 10, got {views}')
+  config_schema.check_value('eval.views', views)
   square = tf.ensure_shape(tf.io.decode_jpeg(square_jpeg, channels=3), [r, r, 3])
   e = r - s
   five = [square[y:y + s, x:x + s] for y, x in ((0, 0), (0, e), (e, 0), (e, e), (c, c))]

@@ -11,6 +11,7 @@ import re
 from alexnet_jax.data.tf_setup import tf  # noqa: F401  (quiet, before TFDS loads TensorFlow)
 import tensorflow_datasets as tfds
 
+from alexnet_jax import config_schema
 from alexnet_jax.data.errors import DatasetError
 
 
@@ -64,7 +65,6 @@ def squares_root(data_config) -> str:
 # the real imagenet2012 builder.
 TFDS_NAMES = {'imagenet2012': 'imagenet2012', 'mini_imagenet': 'imagenet2012',
               'imagenette': 'imagenette/full-size-v2'}
-DATASETS = (*TFDS_NAMES, 'image_folder')
 
 
 def tfds_builder(data_config):
@@ -83,9 +83,7 @@ def source_name(data_config) -> str:
   which names its stored squares and stats."""
   if data_config.dataset == 'image_folder':
     return f'image_folder:{_expand(data_config.folder)}'
-  if data_config.dataset not in TFDS_NAMES:
-    raise DatasetError(f'Unknown data.dataset {data_config.dataset!r}; use one of: '
-                       f'{", ".join(DATASETS)}.')
+  config_schema.check_value('data.dataset', data_config.dataset, error=DatasetError)
   return tfds_builder(data_config).info.full_name
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from alexnet_jax.data.tf_setup import tf
 import tensorflow_datasets as tfds
 
+from alexnet_jax import config_schema
 from alexnet_jax.data import commands
 from alexnet_jax.data import locations
 from alexnet_jax.data.errors import DatasetError
@@ -132,9 +133,7 @@ def open_original(data_config) -> Source:
       return image_folder(folder)
     except Exception as e:  # pylint: disable=broad-except
       raise DatasetError(f'Could not list image folder {data_config.folder}: {e}') from e
-  if dataset not in locations.TFDS_NAMES:
-    raise DatasetError(f'Unknown data.dataset {dataset!r}; use one of: '
-                       f'{", ".join(locations.DATASETS)}.')
+  config_schema.check_value('data.dataset', dataset, error=DatasetError)
   builder = locations.tfds_builder(data_config)
   if not builder.info.splits:
     if builder.is_prepared():

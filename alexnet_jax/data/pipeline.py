@@ -24,6 +24,7 @@ from collections.abc import Iterator
 import numpy as np
 from alexnet_jax.data.tf_setup import tf
 
+from alexnet_jax import config_schema
 from alexnet_jax.data import device_preprocess
 from alexnet_jax.data import commands
 from alexnet_jax.data import image_ops
@@ -105,8 +106,7 @@ def open_dataset(data_config) -> _Opened:
         "mini_imagenet's 'validation' split is a placeholder (the builder labels val files by "
         "position against ImageNet's 1000 classes): use train slices, e.g. "
         "data.train_split='train[:90%]', data.eval_split='train[90%:]' (docs/data.md).")
-  if data_config.cache not in ('none', 'memory'):
-    raise DatasetError(f"data.cache must be 'none' or 'memory', got {data_config.cache!r}")
+  config_schema.check(data_config, 'data', error=DatasetError)  # a bad choice fails here
   source = squares.open_squares(data_config, splits, _fix(data_config))
   train = _segments(data_config, source, data_config.train_split, 'train')
   evaluation = _segments(data_config, source, data_config.eval_split, 'eval')
@@ -151,9 +151,6 @@ def _check_crops(data_config, image_size: int) -> None:
   if image_size > data_config.resize_size:
     raise DatasetError(f'The crop ({image_size}) is larger than data.resize_size '
                        f'({data_config.resize_size}).')
-  if data_config.train_crop not in ('random', 'center'):
-    raise DatasetError(f"data.train_crop must be 'random' or 'center', got "
-                       f'{data_config.train_crop!r}')
 
 
 def dataset_info(data_config, *, model_num_classes: int | None = None,
@@ -337,8 +334,7 @@ def eval_dataset(data_config, *, image_size: int, global_batch_size: int, views:
   """The tf.data pipeline behind `eval_iterator`."""
   opened = open_dataset(data_config)
   _check_crops(data_config, image_size)
-  if views not in (1, 10):
-    raise ValueError(f'views must be 1 (central crop) or 10, got {views}')
+  config_schema.check_value('eval.views', views)
   local_batch = order.local_batch(global_batch_size, process_count)
   num_batches = -(-order.largest_share(sources.num_examples(opened.eval), process_count)
                   // local_batch)
@@ -402,8 +398,7 @@ def eval_views_of_file(data_config, image_bytes: bytes, *, image_size: int,
   scale) is the device's, as in evaluation. UndecodableImage (a DatasetError) with the
   decoder's reason when nothing can be decoded from the bytes."""
   _check_crops(data_config, image_size)
-  if views not in (1, 10):
-    raise ValueError(f'views must be 1 (central crop) or 10, got {views}')
+  config_schema.check_value('eval.views', views)
   try:
     square = image_ops.stored_square(tf.constant(image_bytes), squares.squaring(data_config))
     return image_ops.eval_views(square, views, int(data_config.resize_size), image_size).numpy()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 
+from alexnet_jax import config_schema
 from alexnet_jax.data import commands
 from alexnet_jax.data import locations
 from alexnet_jax.data import make_squares
@@ -101,6 +102,7 @@ def main(argv):
   del argv
   data_config = _CONFIG.value.data
   try:
+    config_schema.check(data_config, 'data', error=DatasetError)
     info = prepare(data_config, make_large=True, overwrite=_OVERWRITE.value)
   except DatasetError as e:  # A message for a person, not a traceback.
     raise SystemExit(f'error: {e}') from None

@@ -18,6 +18,7 @@ import time
 import numpy as np
 from alexnet_jax.data.tf_setup import tf
 
+from alexnet_jax import config_schema
 from alexnet_jax.data import locations
 from alexnet_jax.data import pipeline
 from alexnet_jax.data import sources
@@ -98,6 +99,7 @@ def compute_and_save(data_config, *, log=print) -> str:
 def main(argv):
   del argv
   try:
+    config_schema.check(_CONFIG.value.data, 'data', error=DatasetError)
     compute_and_save(_CONFIG.value.data)
   except DatasetError as e:  # A message for a person, not a traceback.
     raise SystemExit(f'error: {e}') from None

@@ -22,10 +22,9 @@ import jax.numpy as jnp
 import ml_collections
 from flax import nnx
 
+from alexnet_jax import config_schema
 from alexnet_jax.model import pooling
 from alexnet_jax.model.lrn import local_response_norm
-
-VARIANTS = ('paper', 'one_weird_trick')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,47 +85,10 @@ def _one_weird_trick_layers() -> tuple[tuple[ConvLayer, ...], tuple[DenseLayer, 
 
 
 def architecture(cfg) -> tuple[tuple[ConvLayer, ...], tuple[DenseLayer, ...]]:
-  validate(cfg)
+  config_schema.check(cfg, 'model')  # a model built from an invalid config fails here
   if cfg.variant == 'one_weird_trick':
     return _one_weird_trick_layers()
   return _paper_layers(cfg.columns)
-
-
-def validate(cfg) -> None:
-  """Fails early, with what to change, on model configs that cannot be built."""
-  if cfg.variant not in VARIANTS:
-    raise ValueError(f'model.variant={cfg.variant!r}; use one of {VARIANTS}.')
-  if cfg.columns not in (1, 2):
-    raise ValueError(f'model.columns={cfg.columns}; the paper net has 2 columns (or 1, its '
-                     'one-GPU ablation).')
-  if cfg.variant == 'one_weird_trick' and cfg.columns != 1:
-    raise ValueError('model.variant=one_weird_trick is a single-column net: set '
-                     'model.columns=1.')
-  if cfg.num_classes % cfg.columns:
-    raise ValueError(
-        f'model.num_classes={cfg.num_classes} must divide evenly between the '
-        f'{cfg.columns} columns (each column computes its share of fc8); use model.columns=1.')
-  if cfg.activation not in ('relu', 'tanh'):
-    raise ValueError(f"model.activation={cfg.activation!r}; use 'relu' or 'tanh'.")
-  if cfg.lrn_placement not in ('paper', 'code'):
-    raise ValueError(f"model.lrn_placement={cfg.lrn_placement!r}; use 'paper' or 'code'.")
-  if cfg.dropout_mode not in ('paper', 'inverted'):
-    raise ValueError(f"model.dropout_mode={cfg.dropout_mode!r}; use 'paper' or 'inverted'.")
-  if not 0.0 <= cfg.dropout < 1.0:
-    raise ValueError(f'model.dropout={cfg.dropout}; a rate in [0, 1).')
-  if cfg.init not in ('paper', 'code', 'he'):
-    raise ValueError(f"model.init={cfg.init!r}; use 'paper', 'code' or 'he'.")
-  for field in ('conv_impl', 'conv1_impl'):
-    allowed = ('auto', 'split', 'grouped') if field == 'conv_impl' else ('auto', 'conv', 'im2col')
-    if cfg[field] not in allowed:
-      raise ValueError(f'model.{field}={cfg[field]!r}; use one of {allowed}.')
-  if cfg.dtype not in ('float32', 'bfloat16'):
-    raise ValueError(f"model.dtype={cfg.dtype!r}; use 'float32' or 'bfloat16'.")
-  if cfg.width <= 0:
-    raise ValueError(f'model.width={cfg.width}; a positive multiplier.')
-  if cfg.input_size < 63:
-    raise ValueError(f'model.input_size={cfg.input_size} leaves no feature map after conv5; '
-                     'use 224 (paper), 227 (Caffe) or at least 63.')
 
 
 def conv1_padding(cfg) -> tuple[tuple[int, int], tuple[int, int]]:

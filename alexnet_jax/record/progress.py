@@ -7,6 +7,8 @@ import time
 
 import jax
 
+from alexnet_jax import config_schema
+
 
 def _duration(seconds: float) -> str:
   seconds = int(max(0, seconds))
@@ -21,10 +23,9 @@ class Progress:
   def __init__(self, mode: str, total_steps: int, steps_per_epoch: int, start_step: int,
                stream=None):
     self.stream = stream or sys.stdout
+    config_schema.check_value('progress', mode)
     if mode == 'auto':
       mode = 'bar' if getattr(self.stream, 'isatty', lambda: False)() else 'lines'
-    if mode not in ('bar', 'lines', 'none'):
-      raise ValueError(f"progress={mode!r}; use 'bar', 'lines', 'auto' or 'none'.")
     self.mode = mode if jax.process_index() == 0 else 'none'
     self.total = total_steps
     self.steps_per_epoch = steps_per_epoch

@@ -31,6 +31,7 @@ import shlex
 
 from alexnet_jax import figures
 from alexnet_jax.record import fileio
+from alexnet_jax.train import durations
 
 BASELINE = 'baseline'
 CONFIDENCE = 0.95
@@ -160,8 +161,7 @@ def total_steps(config: dict | None, rows: list[dict]) -> int | None:
     return int(config['num_steps'])
   for r in rows:
     if r.get('epoch') and r['step']:
-      steps_per_epoch = round(r['step'] / r['epoch'])
-      return int(math.ceil(config['num_epochs'] * steps_per_epoch))
+      return durations.steps(config, 'num', round(r['step'] / r['epoch']))
   return None
 
 

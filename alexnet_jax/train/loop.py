@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from alexnet_jax.record import checkpoint as checkpoint_lib
+from alexnet_jax.train import durations
 from alexnet_jax.train import evaluate as evaluate_lib
 from alexnet_jax import figures
 from alexnet_jax.train import optim
@@ -129,8 +130,7 @@ def train_and_evaluate(config, workdir: str, argv: list[str]) -> dict:
                                setup.info.transform)
   logits_fn = parallel.make_logits_fn(setup.graphdef, setup.mesh, config.model)
   eval_step = evaluate_lib.make_eval_step(logits_fn, setup.info.transform)
-  eval_every = config.eval.every_steps or int(round(config.eval.every_epochs
-                                                    * setup.steps_per_epoch))
+  eval_every = durations.steps(config.eval, 'every', setup.steps_per_epoch)
   shard = parallel.data_shard(setup.mesh, config.batch_size)
   batches = _on_device_ahead(setup.mesh, pipeline.train_iterator(
       config.data, image_size=config.model.input_size, global_batch_size=config.batch_size,

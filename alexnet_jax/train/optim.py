@@ -23,8 +23,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-OPTIMIZERS = ('paper', 'optax_sgd')
-SCHEDULES = ('plateau', 'steps', 'cosine', 'constant')
+from alexnet_jax import config_schema
+from alexnet_jax.train import durations
 
 
 def _is_bias(path) -> bool:
@@ -45,27 +45,10 @@ def _scale_biases(multiplier: float) -> optax.GradientTransformation:
   return optax.masked(optax.scale(multiplier), lambda params: bias_mask(params, True))
 
 
-def validate(opt_config, sched_config) -> None:
-  """ValueError, saying what to use, for optimizer / schedule settings that cannot run."""
-  if opt_config.name not in OPTIMIZERS:
-    raise ValueError(f'optimizer.name={opt_config.name!r}; use one of {OPTIMIZERS}.')
-  if opt_config.learning_rate <= 0 or not 0 <= opt_config.momentum < 1:
-    raise ValueError(f'optimizer.learning_rate={opt_config.learning_rate} must be > 0 and '
-                     f'optimizer.momentum={opt_config.momentum} in [0, 1).')
-  if sched_config.name not in SCHEDULES:
-    raise ValueError(f'schedule.name={sched_config.name!r}; use one of {SCHEDULES}.')
-  if sched_config.name == 'plateau' and sched_config.patience < 1:
-    raise ValueError(f'schedule.patience={sched_config.patience}; at least 1 evaluation.')
-  if sched_config.factor <= 0:
-    raise ValueError(f'schedule.factor={sched_config.factor}; a positive factor (0.1: divide '
-                     'by 10).')
-
-
 def make_optimizer(opt_config) -> optax.GradientTransformation:
   """The optimizer of `config.optimizer`, learning rate injected (set it every step)."""
+  config_schema.check(opt_config, 'optimizer')
   kind = opt_config.name
-  if kind not in OPTIMIZERS:
-    raise ValueError(f'optimizer.name={kind!r}; use one of {OPTIMIZERS}.')
   decay_mask = None if opt_config.bias_weight_decay else (
       lambda params: bias_mask(params, False))
 
@@ -104,29 +87,20 @@ class PlateauState:
 class Schedule:
   """Learning rate at a step; `observe` feeds validation errors to the plateau rule.
 
-  Durations in the config are in epochs or steps (`*_epochs` fields win when set and
-  `steps_per_epoch` converts them).
+  Durations in the config are in epochs or steps (durations.py converts them with
+  `steps_per_epoch`).
   """
 
   def __init__(self, sched_config, base_lr: float, steps_per_epoch: int, total_steps: int,
                state: PlateauState | None = None):
-    if sched_config.name not in SCHEDULES:
-      raise ValueError(f'schedule.name={sched_config.name!r}; use one of {SCHEDULES}.')
+    config_schema.check(sched_config, 'schedule')
     self.cfg = sched_config
     self.base_lr = base_lr
     self.steps_per_epoch = steps_per_epoch
     self.total_steps = total_steps
     self.state = state or PlateauState()
-    self.warmup_steps = self._steps(sched_config.warmup_epochs, sched_config.warmup_steps)
-    if sched_config.boundaries_epochs:
-      self.boundaries = [int(round(e * steps_per_epoch)) for e in sched_config.boundaries_epochs]
-    else:
-      self.boundaries = list(sched_config.boundaries_steps or [])
-
-  def _steps(self, epochs, steps) -> int:
-    if epochs:
-      return int(round(epochs * self.steps_per_epoch))
-    return int(steps or 0)
+    self.warmup_steps = durations.steps(sched_config, 'warmup', steps_per_epoch)
+    self.boundaries = durations.steps(sched_config, 'boundaries', steps_per_epoch)
 
   def __call__(self, step: int) -> float:
     cfg = self.cfg

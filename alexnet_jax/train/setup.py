@@ -8,7 +8,6 @@ Everything here is needed by training and by the tools that restore a trained ne
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import jax
 import optax
@@ -17,6 +16,7 @@ from flax import nnx
 from alexnet_jax import parallel
 from alexnet_jax.data import device_preprocess
 from alexnet_jax.model import alexnet as model_lib
+from alexnet_jax.train import durations
 from alexnet_jax.train import optim
 
 
@@ -39,8 +39,6 @@ class Setup:
 def plan(config) -> Setup:
   """Checks the layout and the dataset and sizes the run; fails before compiling anything."""
   from alexnet_jax.data import prepare
-  model_lib.validate(config.model)
-  optim.validate(config.optimizer, config.schedule)
   mesh = parallel.make_mesh(config.mesh, config.model)
   parallel.check_batch(mesh, config.batch_size)
   # Makes what is quick to make (the mini ImageNet, small datasets' squares); `info.transform`
@@ -51,7 +49,7 @@ def plan(config) -> Setup:
         f'The dataset has {info.num_classes} classes but model.num_classes is '
         f'{config.model.num_classes}; set --config.model.num_classes={info.num_classes}.')
   steps_per_epoch = max(1, info.num_train // config.batch_size)
-  total = config.num_steps or int(math.ceil(config.num_epochs * steps_per_epoch))
+  total = durations.steps(config, 'num', steps_per_epoch)
   graphdef, abstract = abstract_state(config)
   shardings = state_shardings(mesh, abstract)
   abstract = jax.tree.map(

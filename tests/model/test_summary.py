@@ -1,4 +1,5 @@
-"""`main.py --mode=summary`: the table, the parameter totals, the column exchanges, bad overrides."""
+"""`main.py --mode=summary`: the table, the parameter totals, the column exchanges (its bad
+command lines: tests/cli/test_flags.py)."""
 
 import os
 import subprocess
@@ -46,40 +47,6 @@ def test_one_weird_trick_summary_and_override():
         + 4096 * 1000 + 1000)            # fc8     4,097,000
   assert conv + fc == 59_798_312
   assert result.stdout.strip().splitlines()[-1] == 'Total parameters: 59,798,312'
-
-
-def _fails_with(line, *args):
-  result = _main(*args)
-  assert result.returncode != 0
-  assert 'Traceback' not in result.stderr
-  assert result.stderr.strip() == line
-
-
-def test_unknown_key_names_the_key_and_close_matches():
-  _fails_with('Unknown config key model.lrm: it does not exist (did you mean model.lrn?)',
-              '--config=configs/alexnet.py', '--config.model.lrm=False')
-  _fails_with('Unknown config key mdl.lrn: it does not exist (did you mean model.lrn?)',
-              '--config=configs/alexnet.py', '--config.mdl.lrn=False')
-  result = _main('--config=configs/alexnet.py', '--config.model.lrnn=False')
-  assert result.stderr.startswith('Unknown config key model.lrnn: it does not exist (did you '
-                                  'mean model.lrn')
-  # Nothing close: the fields at that level are listed.
-  result = _main('--config=configs/alexnet.py', '--config.optimizer.xyzzy=1')
-  assert result.stderr.strip().startswith('Unknown config key optimizer.xyzzy: it does not '
-                                          'exist (the fields of optimizer: bias_lr_multiplier,')
-  assert len(result.stderr.strip().splitlines()) == 1
-
-
-def test_bad_value_and_bad_config_argument_give_one_line():
-  _fails_with("Bad value for config key model.lrn: 'maybe' is not a bool (use True or False)",
-              '--config=configs/alexnet.py', '--config.model.lrn=maybe')
-  _fails_with("Bad value for config key model.width: 'wide' is not a float (the default is 1.0)",
-              '--config=configs/alexnet.py', '--config.model.width=wide')
-  _fails_with("Bad --config=configs/alexnet.py:foo: Unknown config variant 'foo'; use one of: "
-              'paper, one_weird_trick, one_column, quickstart (e.g. '
-              '--config=configs/alexnet.py:quickstart).', '--config=configs/alexnet.py:foo')
-  _fails_with('Bad --config=configs/missing.py: no such file configs/missing.py',
-              '--config=configs/missing.py', '--config.model.lrn=False')
 
 
 def test_exchanged_bytes_by_hand():

@@ -12,7 +12,8 @@ import pytest  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
 from alexnet_jax.data import device_preprocess  # noqa: E402
-from alexnet_jax.data import commands, locations, make_squares, order, pipeline, prepare, stats  # noqa: E402
+from alexnet_jax.data import commands, locations, order, pipeline  # noqa: E402
+from alexnet_jax.data.prepare import make_squares, prepare, stats  # noqa: E402
 from configs import alexnet  # noqa: E402
 from data_testlib import data_bad_images, data_config, data_encode, data_random_image  # noqa: E402
 
@@ -43,7 +44,7 @@ def _quiet(*_):
 def test_fake_imagenet_shapes_dtypes_and_ranges(data_fake_imagenet):
   info = prepare.prepare(data_fake_imagenet, image_size=56)
   assert (info.num_train, info.num_eval, info.num_classes) == (21, 5, 1000)
-  batch = next(pipeline.train_iterator(data_fake_imagenet, image_size=56, global_batch_size=6,
+  batch = next(pipeline.train_iterator(info.dataset, image_size=56, global_batch_size=6,
                                        seed=0))
   # uint8 crops to the device: a quarter of float32's bytes.
   assert batch['image'].shape == (6, 56, 56, 3) and batch['image'].dtype == np.uint8
@@ -54,7 +55,7 @@ def test_fake_imagenet_shapes_dtypes_and_ranges(data_fake_imagenet):
   images = np.asarray(device_preprocess.train_inputs(batch['image'], info.transform, 0, 0))
   mean = np.array(data_fake_imagenet.channel_mean)
   assert np.all(images > -mean - 60) and np.all(images < 255 - mean + 60)
-  batches = list(pipeline.eval_iterator(data_fake_imagenet, image_size=56, global_batch_size=4,
+  batches = list(pipeline.eval_iterator(info.dataset, image_size=56, global_batch_size=4,
                                         views=10))
   assert [b['image'].shape for b in batches] == [(4, 10, 56, 56, 3)] * 2
   assert all(b['image'].dtype == np.uint8 for b in batches)
@@ -66,13 +67,13 @@ def test_odd_files_of_real_imagenet_pass_preparation_and_the_pipeline(data_fake_
   # The fixture's train split holds a truncated JPEG, a greyscale JPEG, a CMYK JPEG and a PNG
   # named .JPEG, none of them under the names TFDS fixes by itself.
   config = _plain(data_fake_imagenet, eval_split='train')
-  images = [im for b in pipeline.eval_iterator(config, image_size=56, global_batch_size=7,
-                                               views=1)
+  images = [im for b in pipeline.eval_iterator(pipeline.open_dataset(config), image_size=56,
+                                               global_batch_size=7, views=1)
             for im, m in zip(b['image'][:, 0], b['mask']) if m]
   assert len(images) == 21
   assert all(im.max() > 1 for im in images)  # none is the undecodable placeholder (black)
-  it = pipeline.train_iterator(data_fake_imagenet, image_size=56, global_batch_size=21, seed=3,
-                               weights=True)
+  it = pipeline.train_iterator(pipeline.open_dataset(data_fake_imagenet), image_size=56,
+                               global_batch_size=21, seed=3, weights=True)
   for _ in range(3):  # three epochs, each of all 21 files, every one decoded (weight 1)
     batch = next(it)
     assert batch['weight'].tolist() == [1.0] * 21
@@ -90,8 +91,8 @@ def test_each_odd_kind_of_file_is_decoded_for_training(tmp_path):
   config = data_config(dataset='image_folder', folder=str(tmp_path / 'images'),
                        data_dir=str(tmp_path / 'data'), train_split='train',
                        eval_split='train', resize_size=64, mean='none', pca_noise='none')
-  prepare.prepare(config, log=_quiet)
-  batch = next(pipeline.train_iterator(config, image_size=56, global_batch_size=4, seed=0,
+  dataset = prepare.prepare(config, log=_quiet).dataset
+  batch = next(pipeline.train_iterator(dataset, image_size=56, global_batch_size=4, seed=0,
                                        weights=True))
   assert sorted(batch['label'].tolist()) == [0, 1, 2, 3]
   assert batch['weight'].tolist() == [1.0] * 4  # not one placeholder
@@ -100,8 +101,10 @@ def test_each_odd_kind_of_file_is_decoded_for_training(tmp_path):
 
 
 def test_same_seed_and_step_give_the_same_batch_and_resuming_matches(data_fake_imagenet):
+  dataset = pipeline.open_dataset(data_fake_imagenet)
+
   def run(seed, start_step=0, steps=12):
-    it = pipeline.train_iterator(data_fake_imagenet, image_size=56, global_batch_size=4,
+    it = pipeline.train_iterator(dataset, image_size=56, global_batch_size=4,
                                  seed=seed, start_step=start_step)
     return [next(it) for _ in range(steps)]
 
@@ -120,21 +123,20 @@ def test_same_seed_and_step_give_the_same_batch_and_resuming_matches(data_fake_i
 
 
 def test_each_epoch_shows_every_example_once_in_a_new_order(data_fake_imagenet):
-  config = _plain(data_fake_imagenet)
-  it = pipeline.train_iterator(config, image_size=56, global_batch_size=21, seed=0)
+  dataset = pipeline.open_dataset(_plain(data_fake_imagenet))
+  it = pipeline.train_iterator(dataset, image_size=56, global_batch_size=21, seed=0)
   epochs = [[_digest(im) for im in next(it)['image']] for _ in range(2)]
   assert len(set(epochs[0])) == 21 and set(epochs[0]) == set(epochs[1])
   assert epochs[0] != epochs[1]
 
 
 def test_processes_read_disjoint_shares_that_cover_the_split(data_fake_imagenet):
-  config = _plain(data_fake_imagenet)
-  config.eval_split = 'train'
+  dataset = pipeline.open_dataset(_plain(data_fake_imagenet, eval_split='train'))
   everything = sorted(_digest(im) for b in pipeline.eval_iterator(
-      config, image_size=56, global_batch_size=21, views=1) for im in b['image'][:, 0])
+      dataset, image_size=56, global_batch_size=21, views=1) for im in b['image'][:, 0])
   shares = []
   for index in range(3):
-    it = pipeline.train_iterator(config, image_size=56, global_batch_size=3, seed=0,
+    it = pipeline.train_iterator(dataset, image_size=56, global_batch_size=3, seed=0,
                                  process_index=index, process_count=3)
     n = _share_size(21, index, 3)
     shares.append({_digest(next(it)['image'][0]) for _ in range(n)})
@@ -145,14 +147,14 @@ def test_processes_read_disjoint_shares_that_cover_the_split(data_fake_imagenet)
 
 @pytest.mark.parametrize('process_count,global_batch_size', [(3, 6), (4, 20), (5, 5), (1, 8)])
 def test_eval_shows_every_example_exactly_once(data_folder, process_count, global_batch_size):
-  config = _plain(data_folder)  # val: 23 examples
+  dataset = pipeline.open_dataset(_plain(data_folder))  # val: 23 examples
   single = sorted(_digest(im) for b in pipeline.eval_iterator(
-      config, image_size=24, global_batch_size=23, views=1) for im in b['image'][:, 0])
+      dataset, image_size=24, global_batch_size=23, views=1) for im in b['image'][:, 0])
   assert len(single) == 23
   seen, batch_counts = [], []
   for index in range(process_count):
     batches = list(pipeline.eval_iterator(
-        config, image_size=24, global_batch_size=global_batch_size, views=1,
+        dataset, image_size=24, global_batch_size=global_batch_size, views=1,
         process_index=index, process_count=process_count))
     batch_counts.append(len(batches))
     for b in batches:
@@ -275,7 +277,8 @@ def test_stats_mean_image_and_pca_and_their_use(tmp_path):
   config.pca_noise = 'none'
   plain = _plain(config, mean='image')
   transform = pipeline.dataset_info(plain, image_size=24).transform
-  batch = next(pipeline.eval_iterator(plain, image_size=24, global_batch_size=6, views=1))
+  batch = next(pipeline.eval_iterator(pipeline.open_dataset(plain), image_size=24,
+                                      global_batch_size=6, views=1))
   crops = batch['image'][:, 0].astype(np.float64)
   for crop in crops:
     assert min(np.abs(crop - p[4:28, 4:28]).mean() for p in pixels) < 0.5
@@ -286,7 +289,7 @@ def test_stats_mean_image_and_pca_and_their_use(tmp_path):
 def test_image_folder_dataset(data_folder):
   info = prepare.prepare(data_folder)
   assert (info.num_train, info.num_eval, info.num_classes) == (15, 23, 3)
-  batch = next(pipeline.train_iterator(data_folder, image_size=24, global_batch_size=15, seed=0))
+  batch = next(pipeline.train_iterator(info.dataset, image_size=24, global_batch_size=15, seed=0))
   assert batch['image'].shape == (15, 24, 24, 3)
   assert sorted(batch['label'].tolist()) == [0] * 5 + [1] * 5 + [2] * 5  # one epoch
 
@@ -297,9 +300,11 @@ def test_imagenette_through_tfds_mock_data(tmp_path):
   with tfds.testing.mock_data(num_examples=7):
     info = prepare.prepare(config, model_num_classes=10, log=_quiet)
     assert (info.num_train, info.num_eval, info.num_classes) == (7, 7, 10)
-    batch = next(pipeline.train_iterator(config, image_size=56, global_batch_size=4, seed=0))
+    batch = next(pipeline.train_iterator(info.dataset, image_size=56, global_batch_size=4,
+                                         seed=0))
     assert batch['image'].shape == (4, 56, 56, 3) and batch['label'].max() < 10
-    batches = list(pipeline.eval_iterator(config, image_size=56, global_batch_size=4, views=10))
+    batches = list(pipeline.eval_iterator(info.dataset, image_size=56, global_batch_size=4,
+                                          views=10))
     assert sum(b['mask'].sum() for b in batches) == 7
 
 
@@ -330,7 +335,8 @@ def test_mini_imagenet_is_made_when_missing_and_is_the_imagenet_layout(tmp_path)
   made = _files(tmp_path / 'mini')
   prepare.prepare(config)  # already made: nothing is made again or rewritten
   assert _files(tmp_path / 'mini') == made
-  batch = next(pipeline.train_iterator(config, image_size=112, global_batch_size=108, seed=0))
+  batch = next(pipeline.train_iterator(info.dataset, image_size=112, global_batch_size=108,
+                                       seed=0))
   assert batch['image'].shape == (108, 112, 112, 3)
   assert sorted(set(batch['label'].tolist())) == list(range(10))
   images = np.asarray(device_preprocess.train_inputs(batch['image'], info.transform, 0, 0))
@@ -342,7 +348,6 @@ def test_mini_imagenet_is_made_when_missing_and_is_the_imagenet_layout(tmp_path)
   (tmp_path / 'mini' / 'notes.txt').write_text('mine')
   first_tar = (tmp_path / 'mini' / 'downloads' / 'manual' / 'ILSVRC2012_img_train.tar').read_bytes()
   config.eval_split, config.mini.seed = 'train[90%:]', 1
-  pipeline.forget_opened()
   assert prepare.prepare(config, log=_quiet).num_train == 108
   assert (tmp_path / 'mini' / 'notes.txt').read_text() == 'mine'
   assert (tmp_path / 'mini' / 'downloads' / 'manual' /
@@ -360,7 +365,7 @@ def _untouched(*paths):
 
 
 def test_making_the_mini_imagenet_never_deletes_what_it_did_not_make(tmp_path, monkeypatch):
-  from alexnet_jax.data import mini_imagenet
+  from alexnet_jax.data.prepare import mini_imagenet
   # data_dir='' is TFDS's default folder, where a real ILSVRC-2012 usually is.
   tfds_home = tmp_path / 'tensorflow_datasets'
   monkeypatch.setattr(tfds.core.constants, 'DATA_DIR', str(tfds_home))
@@ -402,7 +407,7 @@ def test_making_the_mini_imagenet_never_deletes_what_it_did_not_make(tmp_path, m
 
 
 def test_the_mini_classes_differ_in_colour_and_shape():
-  from alexnet_jax.data import mini_imagenet
+  from alexnet_jax.data.prepare import mini_imagenet
   rng = np.random.default_rng(0)
   means = [np.mean([mini_imagenet.draw(c, rng, 80, 120).mean((0, 1)) for _ in range(20)], 0)
            for c in range(10)]
@@ -419,7 +424,6 @@ def test_a_half_deleted_dataset_fails_at_start_up(data_fake_imagenet, tmp_path):
   config = data_fake_imagenet.copy_and_resolve_references()
   config.data_dir = str(root)
   assert prepare.prepare(config).num_train == 21
-  pipeline.forget_opened()  # a new run
   # A stored square's shard is gone: training stops at start-up with the command.
   shard = next((root / 'alexnet_jax_squares').rglob('squares-train.tfrecord-*'))
   shard.unlink()
@@ -446,10 +450,11 @@ def test_image_folder_split_slices(data_folder):
   assert (info.num_train, info.num_eval) == (9, 6)
   train = _plain(config)
   train.eval_split = 'train[:60%]'
-  first = {_digest(im) for b in pipeline.eval_iterator(train, image_size=24, global_batch_size=9,
-                                                       views=1) for im in b['image'][:, 0]}
-  rest = {_digest(im) for b in pipeline.eval_iterator(_plain(config), image_size=24,
-                                                      global_batch_size=6, views=1)
+  first = {_digest(im) for b in pipeline.eval_iterator(pipeline.open_dataset(train), image_size=24,
+                                                       global_batch_size=9, views=1)
+           for im in b['image'][:, 0]}
+  rest = {_digest(im) for b in pipeline.eval_iterator(pipeline.open_dataset(_plain(config)),
+                                                      image_size=24, global_batch_size=6, views=1)
           for im in b['image'][:, 0]}
   assert len(first) == 9 and len(rest) == 6 and not first & rest
 
@@ -481,7 +486,7 @@ def test_an_undecodable_file_is_evaluated_as_a_placeholder_and_counted_once(tmp_
   config = _folder_with_an_undecodable_file(tmp_path, bad=3)  # a file of class c1
   info = prepare.prepare(config, log=_quiet)
   assert info.num_train == info.num_eval == 5
-  plain = _plain(config)
+  plain = pipeline.open_dataset(_plain(config))
   examples, batch_counts = [], []
   for i in range(2):  # shares of 2 and 3
     batches = list(pipeline.eval_iterator(plain, image_size=24, global_batch_size=2, views=1,
@@ -502,10 +507,10 @@ def test_an_undecodable_file_is_evaluated_as_a_placeholder_and_counted_once(tmp_
 
 def test_an_undecodable_file_keeps_every_batch_a_function_of_seed_and_step(tmp_path):
   config = _folder_with_an_undecodable_file(tmp_path)  # random crops and mirrors
-  prepare.prepare(config, log=_quiet)
+  dataset = prepare.prepare(config, log=_quiet).dataset
 
   def run(start_step, steps):
-    it = pipeline.train_iterator(config, image_size=24, global_batch_size=2, seed=1,
+    it = pipeline.train_iterator(dataset, image_size=24, global_batch_size=2, seed=1,
                                  start_step=start_step, weights=True)
     return [next(it) for _ in range(steps)]
 
@@ -530,26 +535,28 @@ def test_training_on_files_nothing_can_be_decoded_from_stops(tmp_path):
   config = data_config(dataset='image_folder', folder=str(tmp_path / 'images'),
                        data_dir=str(tmp_path / 'data'), train_split='train',
                        eval_split='train', resize_size=32, mean='channel')
-  prepare.prepare(config, log=_quiet)
+  dataset = prepare.prepare(config, log=_quiet).dataset
   with pytest.raises(DatasetError, match='could be decoded'):
-    next(pipeline.train_iterator(config, image_size=24, global_batch_size=2, seed=0))
+    next(pipeline.train_iterator(dataset, image_size=24, global_batch_size=2, seed=0))
 
 
 def test_labels_outside_the_classes_fail_loudly(data_fake_imagenet):
   # The fixture's labels are 0, 1 and 2; a mini_imagenet config of 2 classes expects 0 and 1.
   config = data_fake_imagenet.copy_and_resolve_references()
   config.dataset, config.eval_split, config.mini.num_classes = 'mini_imagenet', 'train', 2
+  dataset = pipeline.open_dataset(config)
   with pytest.raises(DatasetError, match=r'label outside 0\.\.1') as error:
-    it = pipeline.train_iterator(config, image_size=56, global_batch_size=3, seed=0)
+    it = pipeline.train_iterator(dataset, image_size=56, global_batch_size=3, seed=0)
     for _ in range(7):  # one epoch: a 2 comes up
       next(it)
   assert 'data.mini.num_classes' in str(error.value)
   with pytest.raises(DatasetError, match=r'label outside 0\.\.1'):
-    list(pipeline.eval_iterator(config, image_size=56, global_batch_size=7, views=1))
+    list(pipeline.eval_iterator(dataset, image_size=56, global_batch_size=7, views=1))
   # Every example out of range: an error at once, never an iterator that skips forever.
   config.mini.num_classes = 0
   with pytest.raises(DatasetError, match='label outside'):
-    next(pipeline.train_iterator(config, image_size=56, global_batch_size=21, seed=0))
+    next(pipeline.train_iterator(pipeline.open_dataset(config), image_size=56,
+                                 global_batch_size=21, seed=0))
 
 
 def test_resuming_far_into_training_does_not_replay_the_epochs(data_fake_imagenet,
@@ -565,8 +572,8 @@ def test_resuming_far_into_training_does_not_replay_the_epochs(data_fake_imagene
       yield plan
 
   monkeypatch.setattr(order, 'window_plans', recorded)
-  batch = next(pipeline.train_iterator(data_fake_imagenet, image_size=56, global_batch_size=4,
-                                       seed=0, start_step=10**7))
+  batch = next(pipeline.train_iterator(pipeline.open_dataset(data_fake_imagenet), image_size=56,
+                                       global_batch_size=4, seed=0, start_step=10**7))
   assert batch['image'].shape == (4, 56, 56, 3)
   first_position, end_position = int(drawn[0][3]), int(drawn[0][4])
   assert first_position == 4 * 10**7 < end_position
@@ -581,8 +588,8 @@ def test_an_image_file_gives_exactly_what_evaluation_feeds(data_folder):
       decoders={'image': tfds.decode.SkipDecoding()}).as_numpy_iterator()]
   assert len(names) == 23
   for views in (1, 10):
-    batch = next(pipeline.eval_iterator(data_folder, image_size=24, global_batch_size=23,
-                                        views=views))
+    batch = next(pipeline.eval_iterator(pipeline.open_dataset(data_folder), image_size=24,
+                                        global_batch_size=23, views=views))
     for name, expected in zip(names, batch['image']):
       with open(os.path.join(data_folder.folder, name), 'rb') as f:
         got = pipeline.eval_views_of_file(data_folder, f.read(), image_size=24, views=views)

@@ -1,14 +1,12 @@
 """Per-pixel mean image and RGB PCA of a training split, from its stored squares.
 
-    python -m alexnet_jax.data.stats --config=configs/alexnet.py
-
-`python -m alexnet_jax.data.prepare` runs this after making the squares; run it alone to
-compute them again (e.g. with data.stats_max_examples). The images are the stored
-resize_size x resize_size squares (0-255 RGB), as the paper's mean image was taken over its
-256x256 training images. The PCA is of all RGB pixel values of those images: `pca_std` are the
-square roots of the covariance's eigenvalues (ascending, like the original code's
-[19.72, 37.09, 121.78]), `pca_vectors` its eigenvectors as columns. Undecodable images are
-skipped, counted and listed.
+`python -m alexnet_jax.data.prepare` computes them after making the squares;
+`python -m alexnet_jax.data.stats` (its entry is alexnet_jax/data/stats.py) computes them again
+(e.g. with data.stats_max_examples). The images are the stored resize_size x resize_size
+squares (0-255 RGB), as the paper's mean image was taken over its 256x256 training images. The
+PCA is of all RGB pixel values of those images: `pca_std` are the square roots of the
+covariance's eigenvalues (ascending, like the original code's [19.72, 37.09, 121.78]),
+`pca_vectors` its eigenvectors as columns. Undecodable images are skipped, counted and listed.
 """
 
 from __future__ import annotations
@@ -19,14 +17,14 @@ import numpy as np
 from alexnet_jax.data.tf_setup import tf
 
 from alexnet_jax.data import locations
-from alexnet_jax.data import pipeline
 from alexnet_jax.data import sources
 from alexnet_jax.data import stats_file
 from alexnet_jax.data import undecodable
+from alexnet_jax.data.dataset import open_dataset
 from alexnet_jax.data.errors import DatasetError
 
 
-def _images(opened, segments, r: int):
+def _images(source: sources.Source, segments, r: int):
   """Dataset of (uint8 [R, R, 3] square or zeros, decoded?, segment index, position, name)."""
   def decode(image, label, name, segment, position):
     del label
@@ -36,15 +34,15 @@ def _images(opened, segments, r: int):
                      lambda: tf.zeros([r, r, 3], tf.uint8))
     return square, decoded, segment, position, name
 
-  return (sources.read_in_order(opened.source, segments)
+  return (sources.read_in_order(source, segments)
           .map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
           .batch(64).prefetch(2))
 
 
 def compute(data_config, *, max_examples: int = 0, log=print) -> dict[str, np.ndarray]:
   """The stats of data_config.train_split (the first `max_examples` examples if > 0)."""
-  opened = pipeline.open_dataset(data_config)
-  segments = opened.train
+  dataset = open_dataset(data_config)
+  segments = dataset.stored_train  # one pass: straight from the files, whatever data.cache says
   if max_examples > 0:
     segments = sources.cut(segments, 0, max_examples)
   r = int(data_config.resize_size)
@@ -53,7 +51,7 @@ def compute(data_config, *, max_examples: int = 0, log=print) -> dict[str, np.nd
   pixel_outer = np.zeros([3, 3], np.float64)
   n, skipped = 0, []
   start = time.time()
-  for images, decoded, ids, positions, names in _images(opened, segments,
+  for images, decoded, ids, positions, names in _images(dataset.stored, segments,
                                                         r).as_numpy_iterator():
     for i in np.flatnonzero(~decoded):
       skipped.append(undecodable.describe(segments[ids[i]].split, int(positions[i]),
@@ -85,7 +83,7 @@ def compute(data_config, *, max_examples: int = 0, log=print) -> dict[str, np.nd
 
 def compute_and_save(data_config, *, log=print) -> str:
   stats = compute(data_config, max_examples=int(data_config.stats_max_examples), log=log)
-  path = locations.stats_path(data_config, pipeline.open_dataset(data_config).source.name)
+  path = locations.stats_path(data_config, locations.source_name(data_config))
   stats_file.save(path, stats)
   skipped = [str(s) for s in stats['skipped']]
   log(f'stats: {int(stats["num_examples"])} images, {len(skipped)} skipped (undecodable)'
@@ -94,19 +92,3 @@ def compute_and_save(data_config, *, log=print) -> str:
       f'{[round(float(x), 2) for x in stats["pca_std"]]}')
   return path
 
-
-def main(argv):
-  del argv
-  try:
-    compute_and_save(_CONFIG.value.data)
-  except DatasetError as e:  # A message for a person, not a traceback.
-    raise SystemExit(f'error: {e}') from None
-
-
-if __name__ == '__main__':
-  from absl import app
-  from ml_collections import config_flags
-
-  _CONFIG = config_flags.DEFINE_config_file('config', 'configs/alexnet.py',
-                                            'Config file; its data block names the split.')
-  app.run(main)

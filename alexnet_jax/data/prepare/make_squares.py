@@ -22,7 +22,7 @@ from alexnet_jax.data.tf_setup import tf
 import tensorflow_datasets as tfds
 
 from alexnet_jax.data import image_ops
-from alexnet_jax.data import originals
+from alexnet_jax.data.prepare import originals
 from alexnet_jax.data import squares
 from alexnet_jax.data import undecodable
 from alexnet_jax.data.errors import DatasetError

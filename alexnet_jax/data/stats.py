@@ -1,0 +1,39 @@
+"""`python -m alexnet_jax.data.stats --config=configs/alexnet.py`: the training split's mean image
+and RGB PCA, computed again (`python -m alexnet_jax.data.prepare` computes them once, with the
+squares).
+
+Only the command's entry, kept here so that the command keeps its name: the work is
+alexnet_jax/data/prepare/stats.py, imported after absl has parsed the flags, so that --verbosity
+sets TensorFlow's log level before TensorFlow loads (tf_env.py). It holds the data dir's lock
+while it computes (prepare/data_lock.py), as whatever makes data does.
+"""
+
+from absl import app
+from absl import flags
+
+from alexnet_jax.data import tf_env
+
+
+def main(argv):
+  del argv
+  verbosity = flags.FLAGS['verbosity']
+  tf_env.follow_verbosity(verbosity.value if verbosity.present else None)
+  from alexnet_jax.data import locations  # loads TensorFlow
+  from alexnet_jax.data.errors import DatasetError
+  from alexnet_jax.data.prepare import data_lock
+  from alexnet_jax.data.prepare import stats
+
+  data_config = _CONFIG.value.data
+  try:
+    with data_lock.held(locations.data_dir(data_config)):
+      stats.compute_and_save(data_config)
+  except DatasetError as e:  # A message for a person, not a traceback.
+    raise SystemExit(f'error: {e}') from None
+
+
+if __name__ == '__main__':
+  from ml_collections import config_flags
+
+  _CONFIG = config_flags.DEFINE_config_file('config', 'configs/alexnet.py',
+                                            'Config file; its data block names the split.')
+  app.run(main)

@@ -19,7 +19,7 @@ STATS_COMMAND = 'python -m alexnet_jax.data.stats --config=configs/alexnet.py'
 MINI_COMMAND = 'python -m alexnet_jax.data.prepare --config=configs/alexnet.py:quickstart'
 
 # The data fields each command reads, with their values in configs/alexnet.py (PAPER_DATA) and
-# its quickstart (QUICKSTART_DATA); tests/data/test_data_pipeline.py checks them against the
+# its quickstart (QUICKSTART_DATA); tests/data/test_data_datasets.py checks them against the
 # configs.
 PAPER_DATA = {
     'dataset': 'imagenet2012', 'tfds_name': '', 'data_dir': '', 'manual_dir': '', 'folder': '',

@@ -31,3 +31,9 @@ def held(data_dir: str, log=print) -> Iterator[None]:
       log(f'waiting for another process making the data in {data_dir}')
       fcntl.flock(lock, fcntl.LOCK_EX)
     yield  # closing the file releases the lock
+
+
+def taken_before(data_dir: str) -> bool:
+  """Whether a process has taken the lock of `data_dir` (now or earlier): its file is there.
+  It is made before anything else a preparation writes there."""
+  return os.path.exists(os.path.join(data_dir, LOCK_FILE))

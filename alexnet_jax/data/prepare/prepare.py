@@ -103,8 +103,13 @@ def prepare(data_config, *, model_num_classes: int | None = None,
   if data_config.dataset == 'imagenet2012' and not make_large:
     return check()
   if data_config.dataset == 'mini_imagenet':
-    # Refuses someone else's data (e.g. a real ILSVRC-2012) before the lock's file is written.
-    mini_imagenet.check_nothing_foreign(data_config)
+    try:  # someone else's data (e.g. a real ILSVRC-2012) is refused before anything is written
+      mini_imagenet.check_nothing_foreign(data_config)
+    except DatasetError:
+      # ... unless a process of this project took the data dir's lock: what may be its files
+      # being written now are checked again under the lock (by mini_imagenet.make).
+      if not data_lock.taken_before(data_dir):
+        raise
   with data_lock.held(data_dir, log):
     _make(data_config, make_large, overwrite, log)
     return check()

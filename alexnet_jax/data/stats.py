@@ -8,6 +8,9 @@ sets TensorFlow's log level before TensorFlow loads (tf_env.py). It holds the da
 while it computes (prepare/data_lock.py), as whatever makes data does.
 """
 
+import contextlib
+import os
+
 from absl import app
 from absl import flags
 
@@ -25,7 +28,10 @@ def main(argv):
 
   data_config = _CONFIG.value.data
   try:
-    with data_lock.held(locations.data_dir(data_config)):
+    data_dir = locations.data_dir(data_config)
+    # A data dir that is not there holds no squares (the error says which command makes them);
+    # one that is there may be in the middle of a preparation: its lock waits for it.
+    with (data_lock.held(data_dir) if os.path.isdir(data_dir) else contextlib.nullcontext()):
       stats.compute_and_save(data_config)
   except DatasetError as e:  # A message for a person, not a traceback.
     raise SystemExit(f'error: {e}') from None

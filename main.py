@@ -35,6 +35,9 @@ def main(argv):
     # Library INFO logs (orbax, TFDS, the metric writer) would bury the progress lines;
     # `--verbosity=0` brings them back.
     absl_logging.set_verbosity(absl_logging.WARNING)
+  # TensorFlow's own log level, before anything loads it (quiet unless --verbosity was given).
+  from alexnet_jax.data import tf_env
+  tf_env.follow_verbosity(FLAGS.verbosity if FLAGS['verbosity'].present else None)
   from alexnet_jax.cli import commands as cli
   status = cli.run(FLAGS.config, mode=FLAGS.mode, workdir=FLAGS.workdir, argv=sys.argv,
                    distributed={'coordinator_address': FLAGS.coordinator_address,

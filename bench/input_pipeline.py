@@ -176,7 +176,8 @@ def speed(encoded) -> None:
   import numpy as np
   import tensorflow as tf
 
-  from alexnet_jax.data import pipeline, prepare
+  from alexnet_jax.data import pipeline
+  from alexnet_jax.data.prepare import prepare
   from configs import alexnet
 
   root = tempfile.mkdtemp(prefix='bench_input_')
@@ -185,7 +186,7 @@ def speed(encoded) -> None:
   config.data_dir, config.train_split, config.eval_split = root, 'train', 'train'
   config.mean, config.cache, config.shuffle_buffer = 'channel', 'memory', 1024
   start = time.time()
-  prepare.prepare(config, image_size=224, log=lambda *_: None)
+  dataset = prepare.prepare(config, image_size=224, log=lambda *_: None).dataset
   print(f'made the 256x256 squares of {len(encoded)} images in {time.time() - start:.1f}s')
   values = tf.constant(np.array(encoded, dtype=object))
 
@@ -201,7 +202,7 @@ def speed(encoded) -> None:
       'before: training pipeline on the originals, float32': (
           lambda: _before_pipeline(encoded, _BATCH.value), _BATCH.value),
       'now: training pipeline on the 256 squares, uint8': (
-          lambda: pipeline.train_iterator(config, image_size=224,
+          lambda: pipeline.train_iterator(dataset, image_size=224,
                                           global_batch_size=_BATCH.value, seed=0),
           _BATCH.value),
   }

@@ -28,8 +28,8 @@ def data_fake_imagenet(tmp_path_factory):
   Returns a data config pointing at it (mean and PCA that need no stats file).
   """
   import tensorflow_datasets as tfds
-  from alexnet_jax.data import ilsvrc_archive
-  from alexnet_jax.data import prepare
+  from alexnet_jax.data.prepare import ilsvrc_archive
+  from alexnet_jax.data.prepare import prepare
 
   root = tmp_path_factory.mktemp('fake_imagenet')
   manual = root / 'manual'
@@ -64,7 +64,7 @@ def data_folder(tmp_path_factory):
   """An image folder: train (3 classes x 5) and val (23 images), PNG and JPEG files, with its
   32x32 squares made (under its own data_dir)."""
   root = tmp_path_factory.mktemp('folder')
-  from alexnet_jax.data import prepare
+  from alexnet_jax.data.prepare import prepare
   rng = np.random.default_rng(1)
   for split, per_class in (('train', (5, 5, 5)), ('val', (8, 8, 7))):
     for c, n in enumerate(per_class):

@@ -1,5 +1,6 @@
-"""Helpers of the data tests (images, odd files, configs)."""
+"""Helpers of the data tests (images, odd files, configs, digests)."""
 
+import hashlib
 import io
 
 import numpy as np
@@ -41,3 +42,16 @@ def data_config(**overrides):
   for key, value in overrides.items():
     setattr(config, key, value)
   return config
+
+
+def data_plain(config, **overrides):
+  """The config with every random or lossy step off: each example maps to one fixed image."""
+  config = config.copy_and_resolve_references()
+  settings = dict(train_crop='center', mirror=False, pca_noise='none', mean='none')
+  for k, v in {**settings, **overrides}.items():
+    setattr(config, k, v)
+  return config
+
+
+def data_digest(image) -> str:
+  return hashlib.sha1(np.round(image, 2).tobytes()).hexdigest()

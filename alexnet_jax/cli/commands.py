@@ -53,9 +53,15 @@ def run(config, *, mode: str, workdir: str | None, argv: list[str],
   from alexnet_jax.train import loop as train
   from alexnet_jax.record import tracking
   from alexnet_jax.data import pipeline
+  from alexnet_jax.data.prepare import prepare as data_prepare
   try:
     if mode in ('train', 'eval'):  # predict and figures run in one process, on one device
       parallel.initialize_distributed(**(distributed or {}))
+    if mode == 'train':
+      # Training reads data, never makes it: what is quick to make (the mini ImageNet on first
+      # use, small datasets' squares and stats) is made here, once, whoever asks (processes and
+      # jobs on one data dir wait for each other); ILSVRC-2012 is only checked.
+      data_prepare.prepare(config.data)
     return _run_mode(config, mode, workdir, argv, images, output, search_images)
   except (pipeline.DatasetError, parallel.LayoutError, tracking.WorkdirError,
           train.TrainingError, checkpoint.CheckpointError, OSError) as e:

@@ -12,14 +12,15 @@ import os
 import shlex
 
 from alexnet_jax.data import locations
-from alexnet_jax.data.ilsvrc_archive import TRAIN_TAR, VAL_TAR
+from alexnet_jax.data.locations import TRAIN_TAR, VAL_TAR
 
 PREPARE_COMMAND = 'python -m alexnet_jax.data.prepare --config=configs/alexnet.py'
 STATS_COMMAND = 'python -m alexnet_jax.data.stats --config=configs/alexnet.py'
 MINI_COMMAND = 'python -m alexnet_jax.data.prepare --config=configs/alexnet.py:quickstart'
 
 # The data fields each command reads, with their values in configs/alexnet.py (PAPER_DATA) and
-# its quickstart (QUICKSTART_DATA); tests/test_data_pipeline.py checks them against the configs.
+# its quickstart (QUICKSTART_DATA); tests/data/test_data_datasets.py checks them against the
+# configs.
 PAPER_DATA = {
     'dataset': 'imagenet2012', 'tfds_name': '', 'data_dir': '', 'manual_dir': '', 'folder': '',
     'train_split': 'train', 'eval_split': 'validation', 'resize_size': 256,

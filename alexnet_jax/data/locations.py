@@ -15,6 +15,11 @@ from alexnet_jax import config_schema
 from alexnet_jax.data.errors import DatasetError
 
 
+# The ILSVRC-2012 download's two tars, as they are put in the manual folder.
+TRAIN_TAR = 'ILSVRC2012_img_train.tar'
+VAL_TAR = 'ILSVRC2012_img_val.tar'
+
+
 def _expand(path: str) -> str:
   return os.path.abspath(os.path.expanduser(path))
 

@@ -1,23 +1,25 @@
-"""What training reads: `dataset_info`, `train_iterator`, `eval_iterator`, over the stored squares
-(and `eval_views_of_file`: the same evaluation input of an image file outside the dataset).
+"""What training reads: `train_iterator` and `eval_iterator` over an opened dataset (and
+`eval_views_of_file`: the same evaluation input of an image file outside the dataset).
 
-The host's share of the work is small: read the stored resize_size JPEGs (squares.py), decode
-each training crop's window, mirror it (image_ops.py) and batch uint8 crops; the float work runs
-on the device (alexnet_jax/data/device_preprocess.py). The order is a pure function of (config,
-seed, step, process) (order.py), and so is every crop and mirror: stateless ops keyed by (seed,
-process, position in the stream). An image nothing could be decoded from keeps its position as
-a placeholder (a black crop; weight 0 in training; counted, with its label, in evaluation), so
-neither the order nor the evaluated count depends on whether every file could be read, and it
-is reported once by name (undecodable.py).
+    dataset = pipeline.open_dataset(data_config)   # or pipeline.dataset_info(...).dataset
+    batches = pipeline.train_iterator(dataset, image_size=224, global_batch_size=128, seed=0)
 
-Nothing here makes data: the one-time commands (prepare.py, make_squares.py, stats.py,
-mini_imagenet.py) sit above this module and this module imports none of them.
+The dataset is a value (dataset.py) that whoever runs opens once and passes here; nothing in
+this module remembers one. The host's share of the work is small: read the stored resize_size
+JPEGs (squares.py), decode each training crop's window, mirror it (image_ops.py) and batch
+uint8 crops; the float work runs on the device (device_preprocess.py). The order is a pure
+function of (config, seed, step, process) (order.py), and so is every crop and mirror:
+stateless ops keyed by (seed, process, position in the stream). An image nothing could be
+decoded from keeps its position as a placeholder (a black crop; weight 0 in training; counted,
+with its label, in evaluation), so neither the order nor the evaluated count depends on whether
+every file could be read, and it is reported once by name (undecodable.py).
+
+Nothing here makes data: the one-time commands (prepare/) sit above this module and this module
+imports none of them.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
 import re
 from collections.abc import Iterator
 
@@ -25,161 +27,15 @@ import numpy as np
 from alexnet_jax.data.tf_setup import tf
 
 from alexnet_jax import config_schema
-from alexnet_jax.data import device_preprocess
-from alexnet_jax.data import commands
 from alexnet_jax.data import image_ops
-from alexnet_jax.data import locations
 from alexnet_jax.data import order
 from alexnet_jax.data import sources
 from alexnet_jax.data import squares
-from alexnet_jax.data import stats_file
 from alexnet_jax.data import undecodable
+# The front door of the input: what a run opens and checks at start-up, then reads.
+from alexnet_jax.data.dataset import (Dataset, DatasetInfo, check_crops, dataset_info,  # noqa: F401
+                                      open_dataset)
 from alexnet_jax.data.errors import DatasetError, UndecodableImage
-
-
-@dataclasses.dataclass(frozen=True)
-class DatasetInfo:
-  num_train: int
-  num_eval: int
-  num_classes: int
-  name: str
-  train_split: str
-  eval_split: str
-  stats_file: str | None  # None when the config needs no stats file
-  # What the device does to the uint8 crops (None unless dataset_info was given image_size).
-  transform: device_preprocess.InputTransform | None = None
-
-
-# ------------------------------------------------------------------------------ opening a dataset
-
-@dataclasses.dataclass
-class _Opened:
-  source: sources.Source
-  num_classes: int
-  train: list[sources.Segment]
-  eval: list[sources.Segment]
-  undecodable: dict[tuple[str, int], str]  # (split, position) -> file name, from the manifest
-
-
-_OPENED: dict[str, _Opened] = {}
-
-
-def forget_opened() -> None:
-  """Drops what `open_dataset` remembers (after the data on disk was made again)."""
-  _OPENED.clear()
-
-
-def make_command(data_config) -> str:
-  """The command that makes the config's stored squares (and what they are made from)."""
-  if data_config.dataset == 'mini_imagenet':
-    return commands.command(commands.MINI_COMMAND, data_config)
-  return commands.command(commands.PREPARE_COMMAND, data_config)
-
-
-def _fix(data_config) -> str:
-  if data_config.dataset == 'imagenet2012':
-    return commands.imagenet_missing_message(data_config, 'Make them once:')
-  return f'Run: {make_command(data_config)}'
-
-
-def _segments(data_config, source, split: str, role: str) -> list[sources.Segment]:
-  try:
-    segments = source.segments(split)
-  except (KeyError, ValueError) as e:
-    have = ', '.join(source.split_sizes())
-    raise DatasetError(f'The {role} split {split!r} is not in {source.name} (it has: '
-                       f'{have or "none"}): {e}. {_fix(data_config)}') from e
-  if not segments:
-    raise DatasetError(f'The {role} split {split!r} of {source.name} is empty. Check data.'
-                       f'{role}_split (a slice like "train[90%:]" of a tiny dataset can be empty).')
-  return segments
-
-
-def open_dataset(data_config) -> _Opened:
-  """The config's stored squares, checked (cached per config): never builds anything."""
-  key = data_config.to_json_best_effort(sort_keys=True)
-  if key in _OPENED:
-    return _OPENED[key]
-  splits = [data_config.train_split, data_config.eval_split]
-  if data_config.dataset == 'mini_imagenet' and any('validation' in s for s in splits):
-    raise DatasetError(
-        "mini_imagenet's 'validation' split is a placeholder (the builder labels val files by "
-        "position against ImageNet's 1000 classes): use train slices, e.g. "
-        "data.train_split='train[:90%]', data.eval_split='train[90%:]' (docs/data.md).")
-  config_schema.check(data_config, 'data', error=DatasetError)  # a bad choice fails here
-  source = squares.open_squares(data_config, splits, _fix(data_config))
-  train = _segments(data_config, source, data_config.train_split, 'train')
-  evaluation = _segments(data_config, source, data_config.eval_split, 'eval')
-  if data_config.cache == 'memory':
-    source = sources.CachedSource(source, splits)
-    train = source.segments(data_config.train_split)
-    evaluation = source.segments(data_config.eval_split)
-  num_classes = source.num_classes
-  if data_config.dataset == 'mini_imagenet':
-    num_classes = int(data_config.mini.num_classes)
-  manifest = squares.read_manifest(squares.folder(data_config, source.name)) or {}
-  known = {(split, int(position)): name for split, info in manifest.get('splits', {}).items()
-           for position, name in info.get('undecodable', [])}
-  opened = _Opened(source, num_classes, train, evaluation, known)
-  _OPENED[key] = opened
-  return opened
-
-
-def load_stats(data_config, source_name: str) -> dict | None:
-  """The stats file's arrays, or None if the config needs none. Raises if needed and missing."""
-  if not stats_file.needed(data_config):
-    return None
-  path = locations.stats_path(data_config, source_name)
-  if not os.path.exists(path):
-    if data_config.dataset == 'mini_imagenet':
-      fix = f'run {commands.command(commands.MINI_COMMAND, data_config)}'
-    else:
-      fix = f'run {commands.command(commands.STATS_COMMAND, data_config)} once'
-    raise DatasetError(
-        f'data.mean={data_config.mean!r} / data.pca_noise={data_config.pca_noise!r} need the '
-        f'training split\'s mean image / PCA, which is not at {path}: {fix}; or set '
-        "data.mean='channel' and data.pca_noise='code'.")
-  stats = stats_file.load(path)
-  if int(stats['resize_size']) != data_config.resize_size:
-    raise DatasetError(f'The stats file was computed at resize_size={int(stats["resize_size"])}, '
-                       f'the config asks for {data_config.resize_size}: run '
-                       f'{commands.command(commands.STATS_COMMAND, data_config)}')
-  return stats
-
-
-def _check_crops(data_config, image_size: int) -> None:
-  if image_size > data_config.resize_size:
-    raise DatasetError(f'The crop ({image_size}) is larger than data.resize_size '
-                       f'({data_config.resize_size}).')
-
-
-def dataset_info(data_config, *, model_num_classes: int | None = None,
-                 image_size: int | None = None) -> DatasetInfo:
-  """Checks that the stored squares are there and complete, and that the config fits them,
-  before anything is compiled; never makes anything (prepare.py does). With
-  `model_num_classes`, also checks the labels fit the model's head; with `image_size` (the
-  model's input), also every preprocessing setting, and resolves what the device does."""
-  opened = open_dataset(data_config)
-  stats = load_stats(data_config, opened.source.name)
-  transform = None
-  if image_size is not None:
-    _check_crops(data_config, image_size)
-    try:
-      transform = device_preprocess.input_transform(data_config, image_size, stats)
-    except ValueError as e:
-      raise DatasetError(str(e)) from e
-  if model_num_classes is not None and opened.num_classes > model_num_classes:
-    raise DatasetError(f'{opened.source.name} has {opened.num_classes} classes but the model '
-                       f'has {model_num_classes}: set --config.model.num_classes='
-                       f'{opened.num_classes}.')
-  return DatasetInfo(
-      num_train=sources.num_examples(opened.train),
-      num_eval=sources.num_examples(opened.eval),
-      num_classes=opened.num_classes, name=opened.source.name,
-      train_split=data_config.train_split, eval_split=data_config.eval_split,
-      stats_file=(locations.stats_path(data_config, opened.source.name)
-                  if stats_file.needed(data_config) else None),
-      transform=transform)
 
 
 # ------------------------------------------------------------------------------------- pipelines
@@ -196,39 +52,39 @@ def parallel_calls(data_config) -> int:
   return tf.data.AUTOTUNE if data_config.parallel_calls < 0 else int(data_config.parallel_calls)
 
 
-def _numpy_batches(datasets: list[tf.data.Dataset], keys: tuple[str, ...], opened: _Opened,
+def _numpy_batches(streams: list[tf.data.Dataset], keys: tuple[str, ...], dataset: Dataset,
                    segments: list[list[sources.Segment]], what: str, check_decoded: bool,
                    kept_as: str) -> Iterator[dict[str, np.ndarray]]:
-  """The batches of `datasets` (stacked in order when several; `segments[j]` are those the
-  j-th reads) as numpy, with only `keys`: 'image', 'label' (int32) and 'weight' (float32: 0
-  for an undecodable image) or 'mask'.
+  """The batches of the tf.data `streams` (stacked in order when several; `segments[j]` are
+  those the j-th reads) as numpy, with only `keys`: 'image', 'label' (int32) and 'weight'
+  (float32: 0 for an undecodable image) or 'mask'.
 
   Reports each undecodable image once, by split, position and file name. Raises DatasetError at
   a label outside the classes, and with `check_decoded` at a batch in which not one image could
   be decoded: the data is not images, and training on nothing must not go on silently.
   """
-  iterator = tf.data.Dataset.zip(tuple(datasets)).as_numpy_iterator()
+  iterator = tf.data.Dataset.zip(tuple(streams)).as_numpy_iterator()
   while True:
     try:
       parts = next(iterator)
     except StopIteration:
       return
     except tf.errors.OpError as e:
-      raise DatasetError(f'Reading {what} of {opened.source.name} failed ({e.message.strip()}); '
+      raise DatasetError(f'Reading {what} of {dataset.name} failed ({e.message.strip()}); '
                          'its stored files may be damaged: make them again (delete the folder '
                          'named above, then run the command that made it).') from e
     labels = np.concatenate([p['label'] for p in parts])
-    if labels.min() < 0 or labels.max() >= opened.num_classes:
+    if labels.min() < 0 or labels.max() >= dataset.num_classes:
       raise DatasetError(
-          f'{what} has a label outside 0..{opened.num_classes - 1}, the classes the config '
+          f'{what} has a label outside 0..{dataset.num_classes - 1}, the classes the config '
           'expects (does data.dataset, data.tfds_name or data.mini.num_classes match the data '
           'on disk?).')
     for part, part_segments in zip(parts, segments):
       for i in np.flatnonzero(~part['decoded']):
         split = part_segments[part['segment'][i]].split
         position = int(part['position'][i])
-        undecodable.report(opened.source.name, split, position,
-                           opened.undecodable.get((split, position), ''), kept_as)
+        undecodable.report(dataset.name, split, position,
+                           dataset.undecodable.get((split, position), ''), kept_as)
     decoded = np.concatenate([p['decoded'] for p in parts])
     if check_decoded and not decoded.any():
       raise DatasetError(
@@ -241,26 +97,25 @@ def _numpy_batches(datasets: list[tf.data.Dataset], keys: tuple[str, ...], opene
     yield {key: batch[key] for key in keys}
 
 
-def _train_chunks(data_config, process_index: int, process_count: int):
-  return sources.split_into_chunks(
-      order.share(open_dataset(data_config).train, process_index, process_count),
-      int(data_config.chunk_size))
+def _train_chunks(dataset: Dataset, process_index: int, process_count: int):
+  return sources.split_into_chunks(order.share(dataset.train, process_index, process_count),
+                                   int(dataset.config.chunk_size))
 
 
-def train_dataset(data_config, *, image_size: int, global_batch_size: int, seed: int,
+def train_dataset(dataset: Dataset, *, image_size: int, global_batch_size: int, seed: int,
                   start_step: int = 0, process_index: int = 0,
                   process_count: int = 1) -> tf.data.Dataset:
   """The tf.data pipeline behind `train_iterator`: batches of {'image': uint8 crops, 'label'
   (as stored), 'decoded', 'segment' (index into `_train_chunks`), 'position' (in the split)}."""
-  opened = open_dataset(data_config)
-  _check_crops(data_config, image_size)
+  data_config = dataset.config
+  check_crops(data_config, image_size)
   local_batch = order.local_batch(global_batch_size, process_count)
-  chunks = _train_chunks(data_config, process_index, process_count)
+  chunks = _train_chunks(dataset, process_index, process_count)
   if not chunks:
     raise DatasetError(f'Process {process_index} of {process_count} has no training examples: '
                        f'the split {data_config.train_split!r} is smaller than the process count.')
   window_chunks = int(data_config.window_chunks)
-  read = sources.segment_reader(opened.source, chunks)
+  read = sources.segment_reader(dataset.source, chunks)
   plans = tf.data.Dataset.from_generator(
       lambda: order.window_plans(chunks, window_chunks, seed, process_index,
                                  start_step * local_batch),
@@ -296,7 +151,7 @@ def train_dataset(data_config, *, image_size: int, global_batch_size: int, seed:
   return ds.with_options(_options(data_config))
 
 
-def train_iterator(data_config, *, image_size: int, global_batch_size: int, seed: int,
+def train_iterator(dataset: Dataset, *, image_size: int, global_batch_size: int, seed: int,
                    start_step: int = 0, process_index: int = 0, process_count: int = 1,
                    weights: bool = False) -> Iterator[dict[str, np.ndarray]]:
   """Infinite iterator of this process's batches: {'image': uint8 [B, S, S, 3], 'label': int32
@@ -310,35 +165,35 @@ def train_iterator(data_config, *, image_size: int, global_batch_size: int, seed
   so start_step=s resumes exactly; getting there reads at most one window. A label outside the
   dataset's classes raises DatasetError, as does a batch with not one decodable image.
 
-  `data_config.shards` (0: one per process) fixes how the split is divided: each process reads
+  `data.shards` (0: one per process) fixes how the split is divided: each process reads
   shards/process_count of them and stacks their batches in shard order, so the GLOBAL batch of a
   step is the same whatever the number of processes (a run can move between host counts)."""
-  shards = int(data_config.get('shards', 0)) or process_count
+  shards = int(dataset.config.get('shards', 0)) or process_count
   if shards % process_count:
     raise DatasetError(f'data.shards={shards} must be a multiple of the {process_count} '
                        'processes (or 0: one shard per process).')
   per_process = shards // process_count
   indices = [process_index * per_process + j for j in range(per_process)]
-  datasets = [train_dataset(
-      data_config, image_size=image_size, global_batch_size=global_batch_size, seed=seed,
+  streams = [train_dataset(
+      dataset, image_size=image_size, global_batch_size=global_batch_size, seed=seed,
       start_step=start_step, process_index=i, process_count=shards) for i in indices]
   keys = ('image', 'label', 'weight') if weights else ('image', 'label')
-  return _numpy_batches(datasets, keys, open_dataset(data_config),
-                        [_train_chunks(data_config, i, shards) for i in indices],
-                        f'the training split {data_config.train_split!r}', check_decoded=True,
+  return _numpy_batches(streams, keys, dataset,
+                        [_train_chunks(dataset, i, shards) for i in indices],
+                        f'the training split {dataset.config.train_split!r}', check_decoded=True,
                         kept_as='it keeps its place in training as a weight-0 placeholder')
 
 
-def eval_dataset(data_config, *, image_size: int, global_batch_size: int, views: int,
+def eval_dataset(dataset: Dataset, *, image_size: int, global_batch_size: int, views: int,
                  process_index: int = 0, process_count: int = 1) -> tf.data.Dataset:
   """The tf.data pipeline behind `eval_iterator`."""
-  opened = open_dataset(data_config)
-  _check_crops(data_config, image_size)
+  data_config = dataset.config
+  check_crops(data_config, image_size)
   config_schema.check_value('eval.views', views)
   local_batch = order.local_batch(global_batch_size, process_count)
-  num_batches = -(-order.largest_share(sources.num_examples(opened.eval), process_count)
+  num_batches = -(-order.largest_share(sources.num_examples(dataset.eval), process_count)
                   // local_batch)
-  segments = order.share(opened.eval, process_index, process_count)
+  segments = order.share(dataset.eval, process_index, process_count)
   r, s = int(data_config.resize_size), image_size
   black = tf.zeros([views, s, s, 3], tf.uint8)
 
@@ -350,7 +205,7 @@ def eval_dataset(data_config, *, image_size: int, global_batch_size: int, views:
     return {'image': views_, 'label': label, 'mask': tf.constant(True), 'decoded': decoded,
             'segment': segment, 'position': position}
 
-  ds = sources.read_in_order(opened.source, segments)
+  ds = sources.read_in_order(dataset.source, segments)
   ds = ds.map(decode, num_parallel_calls=parallel_calls(data_config), deterministic=True)
   # Padding (mask False) fills the last batches, so every process yields the same batch count.
   padding = {'image': black, 'label': tf.constant(0, tf.int64), 'mask': tf.constant(False),
@@ -362,7 +217,7 @@ def eval_dataset(data_config, *, image_size: int, global_batch_size: int, views:
   return ds.with_options(_options(data_config))
 
 
-def eval_iterator(data_config, *, image_size: int, global_batch_size: int, views: int,
+def eval_iterator(dataset: Dataset, *, image_size: int, global_batch_size: int, views: int,
                   process_index: int = 0,
                   process_count: int = 1) -> Iterator[dict[str, np.ndarray]]:
   """Finite iterator: {'image': uint8 [B, views, S, S, 3], 'label': int32 [B], 'mask': bool
@@ -372,12 +227,11 @@ def eval_iterator(data_config, *, image_size: int, global_batch_size: int, views
   'decoded' False (tools that show images leave it out). All processes yield the
   same number of batches (padding is masked), so multi-host evaluation cannot hang. A label
   outside the dataset's classes raises DatasetError."""
-  ds = eval_dataset(data_config, image_size=image_size, global_batch_size=global_batch_size,
+  ds = eval_dataset(dataset, image_size=image_size, global_batch_size=global_batch_size,
                     views=views, process_index=process_index, process_count=process_count)
-  opened = open_dataset(data_config)
-  return _numpy_batches([ds], ('image', 'label', 'mask', 'decoded'), opened,
-                        [order.share(opened.eval, process_index, process_count)],
-                        f'the eval split {data_config.eval_split!r}', check_decoded=False,
+  return _numpy_batches([ds], ('image', 'label', 'mask', 'decoded'), dataset,
+                        [order.share(dataset.eval, process_index, process_count)],
+                        f'the eval split {dataset.config.eval_split!r}', check_decoded=False,
                         kept_as='it is evaluated as a black image (counted, with its label)')
 
 
@@ -397,7 +251,7 @@ def eval_views_of_file(data_config, image_bytes: bytes, *, image_size: int,
   central crop or the 10 views exactly as `eval_iterator` cuts them. The float work (mean,
   scale) is the device's, as in evaluation. UndecodableImage (a DatasetError) with the
   decoder's reason when nothing can be decoded from the bytes."""
-  _check_crops(data_config, image_size)
+  check_crops(data_config, image_size)
   config_schema.check_value('eval.views', views)
   try:
     square = image_ops.stored_square(tf.constant(image_bytes), squares.squaring(data_config))

@@ -11,7 +11,7 @@ fingerprint per split. An original nothing can be decoded from keeps its positio
 with empty image bytes (its placeholder; the manifest lists it).
 
 This module reads that format (and knows how to write one record); making the squares is
-`make_squares.py`, one of the commands above the streaming pipeline.
+`prepare/make_squares.py`, one of the commands above the streaming pipeline.
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ def eval_batches(config, *, views: int, batch_size: int, process_index: int = 0,
   """The validation split as evaluation reads it: {'image' uint8 [B, V, S, S, 3], 'label',
   'mask'}; every example once over all processes (padding masked)."""
   from alexnet_jax.data import pipeline
-  return pipeline.eval_iterator(config.data, image_size=config.model.input_size,
+  return pipeline.eval_iterator(pipeline.open_dataset(config.data),
+                                image_size=config.model.input_size,
                                 global_batch_size=batch_size, views=views,
                                 process_index=process_index, process_count=process_count)
 
@@ -37,7 +38,8 @@ def examples(config, *, split: str, limit: int = 0,
   elif split != 'eval':
     raise ValueError(f"split must be 'eval' or 'train', got {split!r}")
   seen = 0
-  for batch in pipeline.eval_iterator(data, image_size=config.model.input_size,
+  for batch in pipeline.eval_iterator(pipeline.open_dataset(data),
+                                      image_size=config.model.input_size,
                                       global_batch_size=batch_size, views=1):
     keep = np.array(batch['mask'], bool) & batch['decoded']  # a copy: arrays may be read-only
     if limit:

@@ -70,7 +70,7 @@ def run_evaluation(config, setup: Setup, eval_step, params, views: int) -> dict:
   batch_size = config.eval.batch_size or config.batch_size
   shard = parallel.data_shard(setup.mesh, batch_size)
   batches = pipeline.eval_iterator(
-      config.data, image_size=config.model.input_size, global_batch_size=batch_size,
+      setup.info.dataset, image_size=config.model.input_size, global_batch_size=batch_size,
       views=views, process_index=shard.index, process_count=shard.count)
   result = evaluate_lib.evaluate(eval_step, params, batches,
                                  lambda b: _to_global(setup.mesh, b))
@@ -133,7 +133,7 @@ def train_and_evaluate(config, workdir: str, argv: list[str]) -> dict:
   eval_every = durations.steps(config.eval, 'every', setup.steps_per_epoch)
   shard = parallel.data_shard(setup.mesh, config.batch_size)
   batches = _on_device_ahead(setup.mesh, pipeline.train_iterator(
-      config.data, image_size=config.model.input_size, global_batch_size=config.batch_size,
+      setup.info.dataset, image_size=config.model.input_size, global_batch_size=config.batch_size,
       seed=config.seed, start_step=start, process_index=shard.index,
       process_count=shard.count, weights=True))
 

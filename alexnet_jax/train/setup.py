@@ -37,13 +37,15 @@ class Setup:
 
 
 def plan(config) -> Setup:
-  """Checks the layout and the dataset and sizes the run; fails before compiling anything."""
-  from alexnet_jax.data import prepare
+  """Checks the layout and the dataset and sizes the run; fails before compiling anything.
+  Makes no data: the dataset must be there (the training command makes what is quick to make
+  before it plans)."""
+  from alexnet_jax.data import pipeline
   mesh = parallel.make_mesh(config.mesh, config.model)
   parallel.check_batch(mesh, config.batch_size)
-  # Makes what is quick to make (the mini ImageNet, small datasets' squares); `info.transform`
-  # is what the device does to the uint8 crops.
-  info = prepare.prepare(config.data, image_size=config.model.input_size)
+  # `info.dataset` is what the iterators read; `info.transform` what the device does to the
+  # uint8 crops.
+  info = pipeline.dataset_info(config.data, image_size=config.model.input_size)
   if info.num_classes > config.model.num_classes:
     raise TrainingError(
         f'The dataset has {info.num_classes} classes but model.num_classes is '

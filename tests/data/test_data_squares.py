@@ -14,8 +14,8 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import tensorflow_datasets as tfds  # noqa: E402
 
-from alexnet_jax.data import (image_ops, locations, make_squares, originals, pipeline,  # noqa: E402
-                              prepare, squares, stats, undecodable)
+from alexnet_jax.data import image_ops, locations, pipeline, squares, undecodable  # noqa: E402
+from alexnet_jax.data.prepare import make_squares, originals, prepare, stats  # noqa: E402
 from configs import alexnet  # noqa: E402
 from data_testlib import data_config, data_encode, data_random_image  # noqa: E402
 
@@ -157,11 +157,11 @@ def test_an_undecodable_image_is_named_once_by_the_project(tmp_path, capfd):
   absl_logging.set_verbosity(absl_logging.FATAL)
   try:
     capfd.readouterr()
-    prepare.prepare(config, log=_quiet)
-    it = pipeline.train_iterator(config, image_size=24, global_batch_size=8, seed=0,
+    dataset = prepare.prepare(config, log=_quiet).dataset
+    it = pipeline.train_iterator(dataset, image_size=24, global_batch_size=8, seed=0,
                                  weights=True)
     weights = np.concatenate([next(it)['weight'] for _ in range(3)])  # three epochs
-    list(pipeline.eval_iterator(config, image_size=24, global_batch_size=8, views=1))
+    list(pipeline.eval_iterator(dataset, image_size=24, global_batch_size=8, views=1))
   finally:
     absl_logging.set_verbosity(level)
   err = capfd.readouterr().err
@@ -174,7 +174,8 @@ def test_an_undecodable_image_is_named_once_by_the_project(tmp_path, capfd):
   # A new process reading the squares names it once, when training first meets it.
   script = _script(_fields(tmp_path), (
       'from alexnet_jax.data import pipeline\n'
-      'it = pipeline.train_iterator(config, image_size=24, global_batch_size=8, seed=0)\n'
+      'it = pipeline.train_iterator(pipeline.open_dataset(config), image_size=24,\n'
+      '                             global_batch_size=8, seed=0)\n'
       '[next(it) for _ in range(3)]\n'))
   result = subprocess.run([sys.executable, '-c', script], cwd=ROOT, capture_output=True,
                           text=True, timeout=900,
@@ -192,8 +193,8 @@ def test_the_research_tools_leave_out_undecodable_images(tmp_path):
   import ml_collections
   from alexnet_jax.tools import inputs
   config = _folder(tmp_path, n=8, bad=(5,))
-  prepare.prepare(config, log=_quiet)
-  batches = list(pipeline.eval_iterator(config, image_size=24, global_batch_size=8, views=1))
+  dataset = prepare.prepare(config, log=_quiet).dataset
+  batches = list(pipeline.eval_iterator(dataset, image_size=24, global_batch_size=8, views=1))
   assert sum(int(b['mask'].sum()) for b in batches) == 8
   assert sum(int((b['mask'] & ~b['decoded']).sum()) for b in batches) == 1
   tool_config = ml_collections.ConfigDict({'data': config, 'model': {'input_size': 24}})
@@ -251,7 +252,7 @@ def test_stats_files_are_written_atomically(tmp_path, monkeypatch):
   (tmp_path / 'images' / 'train' / 'c0' / 'more.jpg').write_bytes(
       data_encode(data_random_image(np.random.default_rng(3), 60, 60)))
   script = _script(_fields(tmp_path, mean='image'), (
-      'from alexnet_jax.data import make_squares, stats\n'
+      'from alexnet_jax.data.prepare import make_squares, stats\n'
       'make_squares.make(config, log=lambda *_: None)\n'
       'os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)\n'
       'stats.compute_and_save(config)\n'))
@@ -281,35 +282,78 @@ def test_undecodable_reports_once_per_image():
 
 
 def test_the_streaming_pipeline_imports_no_command():
-  # Run in a fresh interpreter: what loading the pipeline loads.
+  # Run in a fresh interpreter: what loading the pipeline (and the tools' door to it) loads.
   result = subprocess.run(
-      [sys.executable, '-c', 'import sys; import alexnet_jax.data.pipeline; print(sorted(m for m '
-       'in sys.modules if m.startswith("alexnet_jax")))'], cwd=ROOT, capture_output=True,
+      [sys.executable, '-c', 'import sys, json; import alexnet_jax.data.pipeline, '
+       'alexnet_jax.data.dataset, alexnet_jax.tools.inputs; print(json.dumps(sorted(m for m '
+       'in sys.modules if m.startswith("alexnet_jax"))))'], cwd=ROOT, capture_output=True,
       text=True, timeout=900)
   assert result.returncode == 0, result.stderr[-3000:]
-  loaded = result.stdout
-  for command in ('prepare', 'make_squares', 'stats', 'mini_imagenet', 'originals'):
-    assert f"'alexnet_jax.data.{command}'" not in loaded, loaded
-  assert "'alexnet_jax.data.pipeline'" in loaded
+  loaded = json.loads(result.stdout)
+  commands = [m for m in loaded
+              if m in ('alexnet_jax.data.prepare', 'alexnet_jax.data.stats')
+              or m.startswith('alexnet_jax.data.prepare.')]
+  assert commands == [], loaded
+  assert 'alexnet_jax.data.pipeline' in loaded and 'alexnet_jax.data.tf_setup' in loaded
+
+
+# Runs a command's entry as `python <entry> ARGS` does, and prints at exit what the environment
+# held when TensorFlow was first imported: the log level TensorFlow's own lines obey from then on.
+_WATCH_TENSORFLOW = """
+import atexit, importlib.abc, os, runpy, sys
+seen = []
+
+
+class Watch(importlib.abc.MetaPathFinder):
+  def find_spec(self, name, path=None, target=None):
+    if name == 'tensorflow' and not seen:
+      seen.append((os.environ.get('TF_CPP_MIN_LOG_LEVEL'), os.environ.get('TF_ENABLE_ONEDNN_OPTS')))
+
+
+sys.meta_path.insert(0, Watch())
+atexit.register(lambda: print('tensorflow loaded with', *(seen[0] if seen else ['nothing']),
+                              flush=True))
+sys.argv[1:] = {args!r}
+{run}
+"""
+
+
+def _entry(run: str, args: list[str]):
+  """The entry `run` (runpy's call) with command line `args`, in a fresh interpreter whose
+  environment sets neither variable."""
+  env = {k: v for k, v in os.environ.items()
+         if k not in ('TF_CPP_MIN_LOG_LEVEL', 'TF_ENABLE_ONEDNN_OPTS')}
+  script = _WATCH_TENSORFLOW.format(args=args, run=run)
+  return subprocess.run([sys.executable, '-c', script], cwd=ROOT, capture_output=True,
+                        text=True, timeout=900, env=env)
 
 
 def test_quiet_by_default_and_verbosity_brings_tensorflow_back(tmp_path):
   """No TensorFlow or oneDNN line on a normal run; --verbosity on the command line sets
-  TensorFlow's own log level (checked in a fresh interpreter, as main.py starts one)."""
+  TensorFlow's own log level before TensorFlow loads: through main.py, and through the data
+  commands' entries (nothing reads sys.argv at import; each entry sets the environment from its
+  parsed --verbosity, then imports what loads TensorFlow)."""
   config = _folder(tmp_path, n=4)
   prepare.prepare(config, log=_quiet)
-  body = ('from alexnet_jax.data import pipeline\n'
-          'import tensorflow as tf\n'
-          'next(pipeline.train_iterator(config, image_size=24, global_batch_size=4, seed=0))\n'
-          'tf.print("level", os.environ["TF_CPP_MIN_LOG_LEVEL"], '
-          'os.environ["TF_ENABLE_ONEDNN_OPTS"], output_stream=sys.stdout)\n')
-  env = {k: v for k, v in os.environ.items()
-         if k not in ('TF_CPP_MIN_LOG_LEVEL', 'TF_ENABLE_ONEDNN_OPTS')}
-  for argv, level in (([], '3'), (['--verbosity=0'], '0'), (['--verbosity=-1'], '1')):
-    script = f'import sys; sys.argv[1:] = {argv!r}\n' + _script(_fields(tmp_path), body)
-    result = subprocess.run([sys.executable, '-c', script], cwd=ROOT, capture_output=True,
-                            text=True, timeout=900, env=env)
+  data_flags = [f'--config.data.{k}={v}' for k, v in _fields(tmp_path).items()]
+  # main.py trains: it prepares (here: finds the squares made), opens the dataset, and stops at
+  # start-up at a crop larger than the stored squares (one line), after TensorFlow has loaded.
+  main = "runpy.run_path('main.py', run_name='__main__')"
+  main_args = ['--config=configs/alexnet.py', f'--workdir={tmp_path / "run"}', *data_flags]
+  for verbosity, level in (([], '3'), (['--verbosity=0'], '0')):
+    result = _entry(main, main_args + verbosity)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert f'tensorflow loaded with {level} 0' in result.stdout, result.stdout[-3000:]
+    if not verbosity:  # the run's own one line, and nothing of TensorFlow's
+      assert result.stderr.strip().splitlines() == [
+          'DatasetError: The crop (224) is larger than data.resize_size (32).'], result.stderr
+  # The data commands (`python -m alexnet_jax.data.prepare`, `python -m alexnet_jax.data.stats`).
+  for module, verbosity, level in (('alexnet_jax.data.prepare', [], '3'),
+                                   ('alexnet_jax.data.stats', ['--verbosity=-1'], '1')):
+    run = f"runpy.run_module({module!r}, run_name='__main__', alter_sys=True)"
+    result = _entry(run, ['--config=configs/alexnet.py', *data_flags, *verbosity])
     assert result.returncode == 0, result.stderr[-3000:]
-    assert f'level {level} 0' in result.stdout, result.stdout
-    if not argv:
+    assert f'tensorflow loaded with {level} 0' in result.stdout, result.stdout[-3000:]
+    if not verbosity:
+      assert result.stdout.startswith('Ready: image_folder:'), result.stdout
       assert result.stderr.strip() == '', result.stderr[-3000:]

@@ -8,28 +8,30 @@ squares the pipeline reads (make_squares.py; a stopped run, run again, goes on w
 stopped), then the training split's mean image and RGB PCA (stats.py). Each step is skipped
 when its output is there and current.
 
-Training calls `prepare()` first: it does the same for the datasets that are quick to make
-(the mini ImageNet, which it also generates; imagenette, which TFDS downloads; image folders),
-but for ILSVRC-2012 (hours of work) it only checks, and a missing piece is a DatasetError
-naming this command. This module sits on top of the data package: the streaming pipeline
-imports none of the commands.
+The training command (alexnet_jax/cli) calls `prepare()` before training: it does the same for
+the datasets that are quick to make (the mini ImageNet, which it also generates; imagenette,
+which TFDS downloads; image folders), but for ILSVRC-2012 (hours of work) it only checks, and a
+missing piece is a DatasetError naming this command. Whatever makes data holds the data dir's
+lock (data_lock.py) from the first step to the last, so however many processes or jobs ask at
+once, one makes the data and the others wait, then only check. Training and evaluation
+themselves never make data; the streaming pipeline imports none of these commands.
 """
 
 from __future__ import annotations
 
 import os
 
-from alexnet_jax import config_schema
 from alexnet_jax.data import commands
+from alexnet_jax.data import dataset
 from alexnet_jax.data import locations
-from alexnet_jax.data import make_squares
-from alexnet_jax.data import mini_imagenet
-from alexnet_jax.data import pipeline
 from alexnet_jax.data import squares
-from alexnet_jax.data import stats
 from alexnet_jax.data import stats_file
 from alexnet_jax.data.errors import DatasetError
-from alexnet_jax.data.ilsvrc_archive import TRAIN_TAR, VAL_TAR
+from alexnet_jax.data.locations import TRAIN_TAR, VAL_TAR
+from alexnet_jax.data.prepare import data_lock
+from alexnet_jax.data.prepare import make_squares
+from alexnet_jax.data.prepare import mini_imagenet
+from alexnet_jax.data.prepare import stats
 
 
 def _prepare_tfds(data_config, overwrite: bool, log) -> None:
@@ -61,22 +63,14 @@ def _prepare_tfds(data_config, overwrite: bool, log) -> None:
 def _make_originals(data_config, make_large: bool, overwrite: bool, log) -> None:
   if data_config.dataset == 'mini_imagenet':
     if overwrite or not mini_imagenet.is_made(data_config):
-      pipeline.forget_opened()
       mini_imagenet.make(data_config, log=log)
   elif data_config.dataset == 'imagenette' or (
       data_config.dataset == 'imagenet2012' and make_large):
     _prepare_tfds(data_config, overwrite, log)
 
 
-def prepare(data_config, *, model_num_classes: int | None = None,
-            image_size: int | None = None, make_large: bool = False, overwrite: bool = False,
-            log=print) -> pipeline.DatasetInfo:
-  """Makes what is missing or stale (see the module docstring; ILSVRC-2012 only with
-  `make_large`), then checks everything as `pipeline.dataset_info` does and returns its info."""
-  locations.data_dir(data_config)  # a data_dir that is a file: one line, before anything else
-  if data_config.dataset == 'imagenet2012' and not make_large:
-    return pipeline.dataset_info(data_config, model_num_classes=model_num_classes,
-                                 image_size=image_size)
+def _make(data_config, make_large: bool, overwrite: bool, log) -> None:
+  """Every step, each skipped when its output is there and current (under the lock)."""
   _make_originals(data_config, make_large, overwrite, log)
   try:
     written = make_squares.make(data_config, log=log)
@@ -86,38 +80,36 @@ def prepare(data_config, *, model_num_classes: int | None = None,
     # Its originals are damaged (e.g. a file deleted): they are ours, so make them again.
     _make_originals(data_config, make_large, True, log)
     written = make_squares.make(data_config, log=log)
-  if written:
-    pipeline.forget_opened()
   if stats_file.needed(data_config):
-    name = pipeline.open_dataset(data_config).source.name
-    path = locations.stats_path(data_config, name)
+    path = locations.stats_path(data_config, locations.source_name(data_config))
     train_splits = set(squares.base_splits(data_config.train_split))
     if not os.path.exists(path) or train_splits & set(written):
       stats.compute_and_save(data_config, log=log)
-  return pipeline.dataset_info(data_config, model_num_classes=model_num_classes,
-                               image_size=image_size)
 
 
-def main(argv):
-  del argv
-  data_config = _CONFIG.value.data
-  try:
-    config_schema.check(data_config, 'data', error=DatasetError)
-    info = prepare(data_config, make_large=True, overwrite=_OVERWRITE.value)
-  except DatasetError as e:  # A message for a person, not a traceback.
-    raise SystemExit(f'error: {e}') from None
-  print(f'Ready: {info.name}, {info.num_train} training images ({info.train_split}) and '
-        f'{info.num_eval} for evaluation ({info.eval_split}), stored at '
-        f'{data_config.resize_size}x{data_config.resize_size} in '
-        f'{squares.folder(data_config, info.name)}'
-        + (f'; stats {info.stats_file}' if info.stats_file else ''))
+def prepare(data_config, *, model_num_classes: int | None = None,
+            image_size: int | None = None, make_large: bool = False, overwrite: bool = False,
+            log=print) -> dataset.DatasetInfo:
+  """Makes what is missing or stale (see the module docstring; ILSVRC-2012 only with
+  `make_large`), holding the data dir's lock, then checks everything as
+  `dataset.dataset_info` does and returns its info. A process that finds the lock held says
+  so through `log` and waits."""
+  data_dir = locations.data_dir(data_config)  # a data_dir that is a file: one line, at once
 
+  def check() -> dataset.DatasetInfo:
+    return dataset.dataset_info(data_config, model_num_classes=model_num_classes,
+                                image_size=image_size)
 
-if __name__ == '__main__':
-  from absl import app, flags
-  from ml_collections import config_flags
-
-  _CONFIG = config_flags.DEFINE_config_file('config', 'configs/alexnet.py', 'Config file.')
-  _OVERWRITE = flags.DEFINE_bool('overwrite', False,
-                                 'Prepare the originals again even if already prepared.')
-  app.run(main)
+  if data_config.dataset == 'imagenet2012' and not make_large:
+    return check()
+  if data_config.dataset == 'mini_imagenet':
+    try:  # someone else's data (e.g. a real ILSVRC-2012) is refused before anything is written
+      mini_imagenet.check_nothing_foreign(data_config)
+    except DatasetError:
+      # ... unless a process of this project took the data dir's lock: what may be its files
+      # being written now are checked again under the lock (by mini_imagenet.make).
+      if not data_lock.taken_before(data_dir):
+        raise
+  with data_lock.held(data_dir, log):
+    _make(data_config, make_large, overwrite, log)
+    return check()

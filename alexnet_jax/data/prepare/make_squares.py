@@ -22,7 +22,7 @@ from alexnet_jax.data.tf_setup import tf
 import tensorflow_datasets as tfds
 
 from alexnet_jax.data import image_ops
-from alexnet_jax.data import originals
+from alexnet_jax.data.prepare import originals
 from alexnet_jax.data import squares
 from alexnet_jax.data import undecodable
 from alexnet_jax.data.errors import DatasetError
@@ -173,7 +173,8 @@ def _write_tfds_metadata(path: str, manifest: dict, label_names: list[str] | Non
   tfds.folder_dataset.write_metadata(
       data_dir=path, features=features, split_infos=infos, check_data=False,
       description=f'{manifest["source"]}: every image rescaled so its shorter side is '
-                  f'{resize_size}, its central square, as JPEG (alexnet_jax.data.make_squares)')
+                  f'{resize_size}, its central square, as JPEG '
+                  '(alexnet_jax.data.prepare.make_squares)')
 
 
 def make(data_config, *, log=print) -> list[str]:

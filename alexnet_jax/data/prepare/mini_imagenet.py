@@ -29,11 +29,12 @@ import time
 import numpy as np
 from absl import logging as absl_logging
 
-from alexnet_jax.record import fileio
-from alexnet_jax.data import ilsvrc_archive
 from alexnet_jax.data import locations
 from alexnet_jax.data import squares
 from alexnet_jax.data.errors import DatasetError
+from alexnet_jax.data.prepare import data_lock
+from alexnet_jax.data.prepare import ilsvrc_archive
+from alexnet_jax.record import fileio
 
 # What the generator draws: (shape, hue in degrees, texture) per class, in label order.
 _CLASS_LOOKS = (
@@ -199,9 +200,10 @@ def _inside(path: str, folder: str) -> bool:
       os.path.abspath(folder)
 
 
-def _check_nothing_foreign(data_config) -> list[str]:
+def check_nothing_foreign(data_config) -> list[str]:
   """Raises DatasetError unless every path `make` would replace was made by `make` itself;
-  returns those paths. Nothing is ever deleted that this module did not write."""
+  returns those paths. Nothing is ever deleted that this module did not write, and nothing is
+  written here."""
   root = locations.data_dir(data_config)
   marker = _read_marker(root)
   fix = ('Set data.data_dir to a new or empty folder for the mini ImageNet (the quickstart uses '
@@ -209,7 +211,7 @@ def _check_nothing_foreign(data_config) -> list[str]:
          'empty unless they point at folders of their own.')
   if marker is None:
     try:
-      entries = sorted(os.listdir(root))
+      entries = sorted(set(os.listdir(root)) - {data_lock.LOCK_FILE})
     except FileNotFoundError:
       entries = []
     except NotADirectoryError:
@@ -247,7 +249,7 @@ def make(data_config, *, log=print) -> None:
   p = _params(data_config)
   root = locations.data_dir(data_config)
   manual_dir = locations.manual_dir(data_config)
-  outputs = _check_nothing_foreign(data_config)
+  outputs = check_nothing_foreign(data_config)
   # Claim the outputs before writing any of them, so an interrupted make can be made again.
   _write_marker(root, {**p, 'complete': False, 'made': outputs})
   # Our own output made with other settings is stale: remove it so TFDS prepares afresh.

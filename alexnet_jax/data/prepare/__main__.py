@@ -1,0 +1,42 @@
+"""`python -m alexnet_jax.data.prepare --config=configs/alexnet.py [--overwrite]`: makes the
+config's data ready, once (prepare.py says what that is), and says where it is.
+
+TensorFlow loads only after absl has parsed the flags, so that --verbosity sets its log level
+(alexnet_jax/data/tf_env.py); by default it is quiet.
+"""
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+from alexnet_jax.data import tf_env
+
+_CONFIG = config_flags.DEFINE_config_file('config', 'configs/alexnet.py', 'Config file.')
+_OVERWRITE = flags.DEFINE_bool('overwrite', False,
+                               'Prepare the originals again even if already prepared.')
+
+
+def main(argv):
+  del argv
+  verbosity = flags.FLAGS['verbosity']
+  tf_env.follow_verbosity(verbosity.value if verbosity.present else None)
+  from alexnet_jax.data import squares  # loads TensorFlow
+  from alexnet_jax.data.errors import DatasetError
+  from alexnet_jax.data.prepare import prepare
+  from alexnet_jax import config_schema
+
+  data_config = _CONFIG.value.data
+  try:
+    config_schema.check(data_config, 'data', error=DatasetError)
+    info = prepare.prepare(data_config, make_large=True, overwrite=_OVERWRITE.value)
+  except DatasetError as e:  # A message for a person, not a traceback.
+    raise SystemExit(f'error: {e}') from None
+  print(f'Ready: {info.name}, {info.num_train} training images ({info.train_split}) and '
+        f'{info.num_eval} for evaluation ({info.eval_split}), stored at '
+        f'{data_config.resize_size}x{data_config.resize_size} in '
+        f'{squares.folder(data_config, info.name)}'
+        + (f'; stats {info.stats_file}' if info.stats_file else ''))
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -29,8 +29,7 @@ import jax  # noqa: E402
 import orbax.checkpoint as ocp  # noqa: E402
 
 from alexnet_jax.record import checkpoint as checkpoint_lib  # noqa: E402
-from alexnet_jax import parallel  # noqa: E402
-from alexnet_jax.train import setup as train_setup  # noqa: E402
+from alexnet_jax.train import steps as steps_lib  # noqa: E402
 from configs.alexnet import get_config  # noqa: E402
 
 
@@ -50,13 +49,9 @@ def main():
 
   config = get_config()
   config.model.width = args.width
-  mesh = parallel.make_mesh(config.mesh, config.model)
-  _, abstract = train_setup.abstract_state(config)
-  shardings = train_setup.state_shardings(mesh, abstract)
-  abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                          abstract, shardings)
-  _, state = train_setup.init_state(config)
-  state = jax.device_put(state, shardings)
+  steps = steps_lib.build(config)  # the trainer's layout; no data needed
+  mesh, abstract = steps.mesh, steps.abstract_state
+  state = steps.init_state()
   count = sum(x.size for x in jax.tree.leaves(state['params']))
   total = sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(state))
   print(f'mesh {dict(mesh.shape)}, {count:,} parameters, state {total / 2**20:.0f} MiB '

@@ -9,18 +9,21 @@ parent's word, times `--steps` steps; the parent asks the contenders in turn, ro
 so that all of them see the same machine. Contenders (`--contender`, repeated; default jax and
 torch), written jax[@REV][:KEY=VALUE...][+FLAG...] or torch:
 
-  jax            the project's own `train_setup.make_train_step` (the loop's step: loss, gradients,
-                 the paper's optimizer) on one device, from this checkout
+  jax            the project's own step, `steps.build(config).train_step` (the loop's step: loss,
+                 gradients, the paper's optimizer) on one device, from this checkout
+                 (bench/jax_contender.py)
   @REV           ...from the code of git revision REV (exported to a temporary directory)
   :KEY=VALUE     ...with a config override, e.g. ':model.conv1_impl=conv'
   +FLAG          ...with FLAG appended to XLA_FLAGS, e.g. '+--xla_cpu_use_xnnpack=false'
   torch          the same net in PyTorch (grouped convolutions for the own-column layers,
-                 torch's LRN and max-pooling, SGD with momentum 0.9 and weight decay 5e-4)
+                 torch's LRN and max-pooling, SGD with momentum 0.9 and weight decay 5e-4;
+                 bench/torch_contender.py)
 
 All contenders start from the same parameters (the first jax worker's, passed as a .npz) and
 train on the same random batch of uint8 crops (held in memory: no input pipeline), which each
 step turns into the net's input (colour noise, mean image, input scale) as the training loop
-does; jax@REV of code from before that moved into the step gets float inputs instead. Every
+does (`steps.build` without data: a stand-in mean image and PCA of the same shapes); jax@REV of
+code from before that moved into the step gets float inputs instead. Every
 round each worker also times a float32 matmul (jnp.dot or torch.mm, 2048x2048x2048); "share" is
 the step's model FLOPs per second (forward + the two backward products of every conv and fc
 layer, none for conv1's input) over that matmul rate, i.e. how much of the machine's
@@ -32,7 +35,6 @@ idle machine (PyTorch's threads suffer more than XLA's from other processes).
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import os
 import shlex
@@ -198,106 +200,21 @@ def _batch(config, batch: int):
   return crops, labels, rng.uniform(0, 255, (resize, resize, 3)).astype(np.float32)
 
 
-def model_flops(cfg) -> float:
-  """Multiply-adds x 2 of every conv and fc layer, forward + backward, per image."""
-  import jax
-  import jax.numpy as jnp
-  from flax import nnx
-  try:
-    from alexnet_jax.model import alexnet as model_lib
-  except ImportError:  # jax@REV of a revision from before the package had subpackages
-    from alexnet_jax import model as model_lib
-  captured = {}
-  size = cfg.input_size
-  jax.eval_shape(lambda x: model_lib.create_model(cfg)(x, capture=captured),
-                 jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32))
-  abstract = nnx.eval_shape(lambda: model_lib.create_model(cfg))
-  total = 0.0
-  for layer in abstract.conv_layers:
-    c, kh, kw, cin, cout = getattr(abstract, layer.name).kernel.shape
-    _, oh, ow, _ = captured[layer.name].shape
-    forward = 2.0 * oh * ow * kh * kw * cin * cout * c
-    total += forward * (2 if layer.name == 'conv1' else 3)  # conv1 needs no input gradient
-  for layer in abstract.dense_layers:
-    c, fan_in, out = getattr(abstract, layer.name).kernel.shape
-    total += 3 * 2.0 * fan_in * out * c
-  return total
-
-
-def _jax_matmul_rate():
-  import jax
-  import jax.numpy as jnp
-  a = jnp.ones((MATMUL_N, MATMUL_N), jnp.float32)
-  dot = jax.jit(jnp.dot)
-  dot(a, a).block_until_ready()
-  start = time.perf_counter()
-  reps = 5
-  for _ in range(reps):
-    out = dot(a, a)
-  out.block_until_ready()
-  return 2.0 * MATMUL_N ** 3 * reps / (time.perf_counter() - start)
-
-
 def serve_jax(args):
   import jax
   import jax.numpy as jnp
   import numpy as np
-  from flax import nnx
-  import alexnet_jax
+  import jax_contender  # next to this file (the script's folder is on sys.path)
   from alexnet_jax import parallel
-  try:
-    from alexnet_jax.train import optim
-    from alexnet_jax.train import setup as train_setup
-  except ImportError:  # jax@REV of a revision from before the package had subpackages
-    from alexnet_jax import optim
-    from alexnet_jax import train as train_setup
-    train_setup.init_state = train_setup._init_state  # pylint: disable=protected-access
-  from configs.alexnet import get_config
 
   config_arg, batch = NETS[args.net]
-  config = get_config(config_arg)
-  config.batch_size = batch
-  config.mesh.model = 1
-  for override in args.override:
-    key, _, value = override.partition('=')
-    node = config
-    *parents, leaf = key.split('.')
-    for part in parents:
-      node = node[part]
-    node[leaf] = type(node[leaf])(value) if not isinstance(node[leaf], bool) else (
-        value == 'True')
-  mesh = parallel.make_mesh(config.mesh, config.model, jax.devices()[:1])
-  graphdef, state = train_setup.init_state(config)
-  if args.params:  # the first jax worker's parameters (same tree: layer/kernel, layer/bias)
-    loaded = np.load(args.params)
-    pure = nnx.to_pure_dict(state['params'])
-    pure = {layer: {name: jnp.asarray(loaded[f'{layer}/{name}']) for name in d}
-            for layer, d in pure.items()}
-    nnx.replace_by_pure_dict(state['params'], pure)
-    state['opt_state'] = optim.make_optimizer(config.optimizer).init(state['params'])
-  saved = None
-  if args.save_params:
-    pure = nnx.to_pure_dict(state['params'])
-    arrays = {f'{layer}/{name}': np.asarray(v) for layer, d in pure.items()
-              for name, v in d.items()}
-    np.savez(args.save_params, **arrays)
-    saved = args.save_params
-  shardings = train_setup.state_shardings(mesh, state)
-  state = jax.device_put(state, shardings)
+  config = jax_contender.make_config(config_arg, batch, args.override)
   crops, labels, mean_image = _batch(config, batch)
-  if 'transform' in inspect.signature(train_setup.make_train_step).parameters:
-    # The step turns the uint8 crops into the net's input (colour noise, mean, input scale).
-    try:
-      from alexnet_jax.data import device_preprocess
-    except ImportError:  # before the package had subpackages
-      from alexnet_jax import device_preprocess
-    transform = device_preprocess.input_transform(config.data, config.model.input_size,
-                                                  {'mean_image': mean_image})
-    step = train_setup.make_train_step(config, mesh, graphdef, shardings, transform)
-    images = crops
-  else:  # code from before the input's float work moved into the step: float inputs
-    step = train_setup.make_train_step(config, mesh, graphdef, shardings)
-    images = ((crops - 128.0) * config.data.input_scale).astype(np.float32)
+  state, shardings, step, takes_uint8, mesh = jax_contender.build_step(config, mean_image)
+  state, saved = jax_contender.share_params(state, shardings, config, args.params,
+                                            args.save_params)
+  images = crops if takes_uint8 else ((crops - 128.0) * config.data.input_scale).astype(
+      np.float32)
   data = parallel.global_batch(mesh, {'image': images, 'label': labels,
                                       'weight': np.ones(batch, np.float32)})
   lr = jnp.float32(0.01)
@@ -305,9 +222,7 @@ def serve_jax(args):
   state, metrics = step(state, data, lr, jnp.int32(0))
   loss = float(metrics['loss'])
   _reply({'first_step_s': time.perf_counter() - start, 'loss': loss, 'params': saved,
-          'flops': model_flops(config.model),
-          'info': f'jax {jax.__version__} from {os.path.dirname(alexnet_jax.__file__)}, '
-                  f'XLA_FLAGS={os.environ.get("XLA_FLAGS", "")!r}'})
+          'flops': jax_contender.model_flops(config.model), 'info': jax_contender.describe()})
   index = 1
   for request in _requests():
     start, cpu = time.perf_counter(), time.process_time()
@@ -316,108 +231,29 @@ def serve_jax(args):
       index += 1
     jax.block_until_ready(metrics)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    _reply({'seconds': seconds, 'cpu_seconds': cpu, 'matmul_flops_per_s': _jax_matmul_rate()})
-
-
-class TorchAlexNet:
-  """The paper's net in PyTorch (NCHW, grouped convolutions), parameters in torch's layouts."""
-
-  def __init__(self, arrays, cfg):
-    import numpy as np
-    import torch
-    self.cfg = cfg
-    self.params = {}
-    for name in ('conv1', 'conv2', 'conv3', 'conv4', 'conv5'):
-      k = arrays[f'{name}/kernel']  # [C, kh, kw, in, out] -> [C * out, in, kh, kw]
-      c, kh, kw, cin, cout = k.shape
-      self.params[name + '.w'] = np.ascontiguousarray(
-          k.transpose(0, 4, 3, 1, 2).reshape(c * cout, cin, kh, kw))
-      self.params[name + '.b'] = arrays[f'{name}/bias'].reshape(-1)
-    for name in ('fc6', 'fc7', 'fc8'):
-      k = arrays[f'{name}/kernel']  # [C, in, out] -> [C * out, in] (nn.Linear's layout)
-      c, fan_in, out = k.shape
-      self.params[name + '.w'] = np.ascontiguousarray(
-          k.transpose(0, 2, 1).reshape(c * out, fan_in))
-      self.params[name + '.b'] = arrays[f'{name}/bias'].reshape(-1)
-    self.params = {k: torch.tensor(v, requires_grad=True) for k, v in self.params.items()}
-
-  def __call__(self, x):
-    import torch
-    import torch.nn.functional as F
-    from alexnet_jax.model import alexnet as model_lib
-    p, c, m = self.params, self.cfg.columns, self.cfg
-
-    def lrn(x):
-      return torch.cat([F.local_response_norm(part, m.lrn_size, alpha=m.lrn_alpha,
-                                              beta=m.lrn_beta, k=m.lrn_k)
-                        for part in torch.chunk(x, c, 1)], 1)
-
-    (top, bottom), (left, right) = model_lib.conv1_padding(m)
-    x = F.pad(x, (left, right, top, bottom))
-    x = F.max_pool2d(lrn(torch.relu(F.conv2d(x, p['conv1.w'], p['conv1.b'], stride=4))), 3, 2)
-    x = torch.relu(F.conv2d(x, p['conv2.w'], p['conv2.b'], padding=2, groups=c))
-    x = F.max_pool2d(lrn(x), 3, 2)
-    x = torch.relu(F.conv2d(x, p['conv3.w'], p['conv3.b'], padding=1))
-    x = torch.relu(F.conv2d(x, p['conv4.w'], p['conv4.b'], padding=1, groups=c))
-    x = torch.relu(F.conv2d(x, p['conv5.w'], p['conv5.b'], padding=1, groups=c))
-    x = F.max_pool2d(x, 3, 2)
-    x = x.permute(0, 2, 3, 1).reshape(x.shape[0], -1)  # NHWC flattening, as ours
-    x = F.dropout(torch.relu(F.linear(x, p['fc6.w'], p['fc6.b'])), m.dropout)
-    x = F.dropout(torch.relu(F.linear(x, p['fc7.w'], p['fc7.b'])), m.dropout)
-    return F.linear(x, p['fc8.w'], p['fc8.b'])
+    _reply({'seconds': seconds, 'cpu_seconds': cpu,
+            'matmul_flops_per_s': jax_contender.matmul_rate(MATMUL_N)})
 
 
 def serve_torch(args):
   import numpy as np
-  import torch
-  import torch.nn.functional as F
+  import torch_contender  # next to this file (the script's folder is on sys.path)
   from configs.alexnet import get_config
 
   config_arg, batch = NETS[args.net]
   config = get_config(config_arg)
-  arrays = dict(np.load(args.params))
-  net = TorchAlexNet(arrays, config.model)
-  opt = torch.optim.SGD(list(net.params.values()), lr=0.01, momentum=0.9, weight_decay=5e-4)
-  crops, labels, mean_image = _batch(config, batch)
-  crops = torch.from_numpy(crops).permute(0, 3, 1, 2).contiguous()
-  y = torch.from_numpy(labels).long()
-  size = config.model.input_size
-  offset = (mean_image.shape[0] - size) // 2
-  mean = torch.from_numpy(np.ascontiguousarray(
-      mean_image[offset:offset + size, offset:offset + size].transpose(2, 0, 1)))
-  # The step's input work as ours does it: PCA colour noise (the original code's constants,
-  # as config.data.pca_noise='code'), the mean image, the input scale.
-  pca = torch.tensor([[0.418, -0.713, -0.564], [-0.817, -0.024, -0.576],
-                      [0.397, 0.701, -0.592]]) * torch.tensor([19.72, 37.09, 121.78])
-
-  def step():
-    opt.zero_grad(set_to_none=True)
-    shift = (torch.randn(batch, 3) * config.data.pca_std) @ pca.T
-    x = (crops.float() + shift[:, :, None, None] - mean) * config.data.input_scale
-    loss = F.cross_entropy(net(x), y)
-    loss.backward()
-    opt.step()
-    return loss
-
-  def matmul_rate():
-    a = torch.ones(MATMUL_N, MATMUL_N)
-    torch.mm(a, a)
-    start = time.perf_counter()
-    reps = 5
-    for _ in range(reps):
-      torch.mm(a, a)
-    return 2.0 * MATMUL_N ** 3 * reps / (time.perf_counter() - start)
-
+  step = torch_contender.make_step(config, dict(np.load(args.params)), *_batch(config, batch))
   start = time.perf_counter()
   loss = step().item()
   _reply({'first_step_s': time.perf_counter() - start, 'loss': loss,
-          'info': f'torch {torch.__version__}, {torch.get_num_threads()} threads'})
+          'info': torch_contender.describe()})
   for request in _requests():
     start, cpu = time.perf_counter(), time.process_time()
     for _ in range(request['steps']):
       step()
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
-    _reply({'seconds': seconds, 'cpu_seconds': cpu, 'matmul_flops_per_s': matmul_rate()})
+    _reply({'seconds': seconds, 'cpu_seconds': cpu,
+            'matmul_flops_per_s': torch_contender.matmul_rate(MATMUL_N)})
 
 
 def main():

@@ -2,7 +2,7 @@
 
 A fresh interpreter refuses to import TensorFlow, TFDS, TensorBoard and clu (as if they were not
 installed), imports every module outside alexnet_jax.data and runs one real jitted, sharded
-training step on a tiny net, uint8 crops in: the float work of the input (colour noise, mean,
+training step (`steps.build`, no data) on a tiny net, uint8 crops in: the float work of the input (colour noise, mean,
 scale) runs inside the step, without TensorFlow.
 """
 
@@ -58,7 +58,10 @@ from alexnet_jax.train import optim
 from alexnet_jax.record import progress
 from alexnet_jax.model import summary
 from alexnet_jax.record import tracking
+from alexnet_jax.train import loop
+from alexnet_jax.train import restore
 from alexnet_jax.train import setup as train_setup
+from alexnet_jax.train import steps as steps_lib
 from configs.alexnet import get_config
 
 config = get_config('quickstart')
@@ -66,28 +69,30 @@ config.model.width = 0.125
 config.model.input_size = 67
 config.batch_size = 4
 
-mesh = parallel.make_mesh(config.mesh, config.model)
-graphdef, state = train_setup.init_state(config)
-shardings = train_setup.state_shardings(mesh, state)
-state = jax.device_put(state, shardings)
+# The float work on the uint8 crops runs in the step: colour noise, mean image, input scale;
+# built without data, the step's transform is a stand-in of the same shapes.
+steps = steps_lib.build(config)
+mesh = steps.mesh
+state = steps.init_state()
 before = jax.tree.map(np.array, state['params'])
 size = config.model.input_size
-# The float work on the uint8 crops runs in the step: colour noise, channel mean, input scale.
-config.data.mean = 'channel'
-transform = device_preprocess.input_transform(config.data, size, None)
-step_fn = train_setup.make_train_step(config, mesh, graphdef, shardings, transform)
 rng = np.random.default_rng(0)
 batch = parallel.global_batch(mesh, {
     'image': rng.integers(0, 256, (config.batch_size, size, size, 3), dtype=np.uint8),
     'label': rng.integers(0, config.model.num_classes, config.batch_size).astype(np.int32),
     'weight': np.ones(config.batch_size, np.float32)})
-state, metrics = step_fn(state, batch, jnp.float32(0.01), jnp.int32(0))
+spec = steps.batch_spec(config.batch_size)
+spec_matches = all((spec[k].shape, spec[k].dtype) == (v.shape, v.dtype)
+                   and spec[k].sharding.is_equivalent_to(v.sharding, v.ndim)
+                   for k, v in batch.items())
+state, metrics = steps.train_step(state, batch, jnp.float32(0.01), jnp.int32(0))
 loss = float(metrics['loss'])
 changed = sum(int(not np.array_equal(a, np.asarray(b))) for a, b in zip(
     jax.tree.leaves(before), jax.tree.leaves(state['params'])))
 print(json.dumps({
     'loss': loss, 'finite': math.isfinite(loss), 'changed': changed,
     'leaves': len(jax.tree.leaves(before)), 'mesh': dict(mesh.shape),
+    'spec_matches': spec_matches,
     'loaded': sorted(m for m in sys.modules if m.split('.')[0] in BLOCKED),
     'attempts': sorted(set(attempts)),
 }))
@@ -105,3 +110,4 @@ def test_model_optimizer_and_train_step_run_without_tensorflow():
   assert out['finite'], out
   assert out['changed'] == out['leaves'], out  # every parameter took the update
   assert out['mesh'] == {'data': 2, 'model': 2}, out  # the columns really were split
+  assert out['spec_matches'], out  # Steps.batch_spec describes the batch the step takes

@@ -23,7 +23,7 @@ from alexnet_jax.model import alexnet as model_lib
 from alexnet_jax.train import optim
 from alexnet_jax import parallel
 from alexnet_jax.model import summary
-from alexnet_jax.train import setup as train_setup
+from alexnet_jax.train import steps as steps_lib
 from configs.alexnet import get_config
 
 BATCH = 8
@@ -236,12 +236,14 @@ def _compiled_train_step(graphdef, params, batch, cfg, mesh):
   tx = optim.make_optimizer(config.optimizer)
   state = {'params': params, 'opt_state': tx.init(params),
            'rng': jax.random.key_data(jax.random.key(0))}
-  shardings = train_setup.state_shardings(mesh, state)
-  state = jax.device_put(state, shardings)
   mean_image = np.random.default_rng(1).uniform(0, 255, (SIZE + 16, SIZE + 16, 3))
   transform = device_preprocess.input_transform(config.data, SIZE, {'mean_image': mean_image})
   assert transform.pca_scales is not None and transform.mean.shape == (SIZE, SIZE, 3)
-  step = train_setup.make_train_step(config, mesh, graphdef, shardings, transform)
+  config.mesh.data, config.mesh.model = mesh.shape['data'], mesh.shape['model']
+  steps = steps_lib.build(config, transform, devices=mesh.devices.flat)
+  shardings = steps.shardings
+  state = jax.device_put(state, shardings)
+  step = steps.train_step
   crops = np.clip(batch['image'] * 60 + 128, 0, 255).astype(np.uint8)
   batch = dict(batch, image=crops, weight=np.ones(len(batch['label']), np.float32))
   args = (state, parallel.global_batch(mesh, batch), jnp.float32(0.01), jnp.int32(0))

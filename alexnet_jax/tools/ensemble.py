@@ -20,13 +20,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from alexnet_jax.train import evaluate as evaluate_lib
-from alexnet_jax.record import fileio
-from alexnet_jax.tools import inputs
 from alexnet_jax import parallel
+from alexnet_jax.record import fileio
 from alexnet_jax.record import tracking
+from alexnet_jax.tools import inputs
+from alexnet_jax.train import evaluate as evaluate_lib
+from alexnet_jax.train import restore
 from alexnet_jax.train import setup as train_setup
-from alexnet_jax.tools import trained
+from alexnet_jax.train import steps as steps_lib
 
 
 def _natural(name: str):
@@ -66,13 +67,11 @@ def combine_counts(member_probs: jax.Array, labels: jax.Array, mask: jax.Array):
   return members, evaluate_lib.counts_from_probs(member_probs.mean(axis=0), labels, mask)
 
 
-def _make_steps(setup: train_setup.Setup, model_config):
-  logits_fn = parallel.make_logits_fn(setup.graphdef, setup.mesh, model_config)
-
+def _make_steps(steps: steps_lib.Steps):
   @jax.jit
   def member_probs(params, images):  # uint8 [B, V, S, S, 3] -> [B, classes], views averaged
     return evaluate_lib.mean_view_probs(
-        evaluate_lib.view_logits(logits_fn, setup.info.transform, params, images))
+        evaluate_lib.view_logits(steps.logits_fn, steps.transform, params, images))
 
   @jax.jit
   def combine(probs_list, labels, mask):
@@ -89,16 +88,16 @@ def evaluate_ensemble(config, workdirs: list[str], output: str | None = None) ->
   """Evaluates each member and the ensemble at every view count of `eval.final_views`; prints
   the table and writes the results as JSON to `output` (if given)."""
   setup = train_setup.plan(config)
-  members = [trained.restore(config, w, setup) for w in workdirs]
-  member_probs, combine = _make_steps(setup, config.model)
+  members = [restore.latest(config, w, setup.steps) for w in workdirs]
+  member_probs, combine = _make_steps(setup.steps)
   batch_size = config.eval.batch_size or config.batch_size
-  shard = parallel.data_shard(setup.mesh, batch_size)
+  shard = parallel.data_shard(setup.steps.mesh, batch_size)
   rows = [{'workdir': m.workdir, 'step': m.step} for m in members] + [{'workdir': 'ensemble'}]
   for views in config.eval.final_views:
     totals = np.zeros((len(members) + 1, 3))
     for batch in inputs.eval_batches(config, views=views, batch_size=batch_size,
                                      process_index=shard.index, process_count=shard.count):
-      batch = parallel.global_batch(setup.mesh, batch)
+      batch = parallel.global_batch(setup.steps.mesh, batch)
       probs = [member_probs(m.params, batch['image']) for m in members]
       each, together = combine(probs, batch['label'], batch['mask'])
       totals[:-1] += np.stack([np.asarray(each[k]) for k in ('top1', 'top5', 'count')], -1)

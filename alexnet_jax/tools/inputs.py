@@ -3,8 +3,8 @@
 Everything the tools read goes through these functions, so a change of the data package's API
 changes this file alone. They give exactly what evaluation feeds the net: uint8 crops (the
 central crop or the 10 views of the stored squares), which the tools turn into the net's input
-on the device with the dataset's transform (`train.plan(...).info.transform`, mean and scale),
-as the eval step does. Being uint8 RGB, the crops are also what the figures show.
+on the device with the dataset's transform (`setup.plan(...).steps.transform`, mean and
+scale), as the eval step does. Being uint8 RGB, the crops are also what the figures show.
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ from alexnet_jax import figures
 from alexnet_jax.record import fileio
 from alexnet_jax.tools import inputs
 from alexnet_jax import labels
-from alexnet_jax.train import setup as train_setup
 from alexnet_jax.tools import trained
+from alexnet_jax.train import restore
+from alexnet_jax.train import setup as train_setup
 
 
 def _pad(images: np.ndarray, size: int) -> np.ndarray:
@@ -27,9 +28,9 @@ class _Net:
   def __init__(self, config, workdir: str):
     self.config = trained.single_device(config)
     setup = train_setup.plan(self.config)
-    restored = trained.restore(self.config, workdir, setup)
+    restored = restore.latest(self.config, workdir, setup.steps)
     self.step, self.params = restored.step, restored.params
-    self.forward = trained.make_forward(setup)
+    self.forward = trained.make_forward(setup.steps)
     self.names = labels.class_names(self.config.data, self.config.model.num_classes)
     self.batch = self.config.eval.batch_size or self.config.batch_size
 

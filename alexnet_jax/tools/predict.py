@@ -18,8 +18,9 @@ import numpy as np
 from alexnet_jax.record import fileio
 from alexnet_jax.tools import inputs
 from alexnet_jax import labels as labels_lib
-from alexnet_jax.train import setup as train_setup
 from alexnet_jax.tools import trained
+from alexnet_jax.train import restore
+from alexnet_jax.train import setup as train_setup
 
 TOP_K = 5
 
@@ -34,8 +35,8 @@ def predict_files(config, workdir: str, paths: list[str]) -> list[dict]:
   """One entry per path: {'image', 'top5': [...], 'views'} or {'image', 'error'}."""
   config = trained.single_device(config)
   setup = train_setup.plan(config)
-  net = trained.restore(config, workdir, setup)
-  forward = trained.make_forward(setup)
+  net = restore.latest(config, workdir, setup.steps)
+  forward = trained.make_forward(setup.steps)
   names = labels_lib.class_names(config.data, config.model.num_classes)
   views = config.eval.views
   out = []

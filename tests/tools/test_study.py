@@ -103,8 +103,9 @@ def seed0(study):
 
 def _restore(study, seed):
   """The seed's trained parameters and the config they were trained with, in this process."""
-  from alexnet_jax.train import setup as train_setup
   from alexnet_jax.tools import trained
+  from alexnet_jax.train import restore
+  from alexnet_jax.train import setup as train_setup
   from configs.alexnet import get_config
   config = get_config('quickstart')
   config.data.data_dir = str(study['data'])
@@ -116,8 +117,8 @@ def _restore(study, seed):
     target[leaf] = value
   config = trained.single_device(config)
   setup = train_setup.plan(config)
-  return config, setup, trained.restore(config, str(study['root'] / 'baseline' / f'seed{seed}'),
-                                        setup)
+  return config, setup, restore.latest(config, str(study['root'] / 'baseline' / f'seed{seed}'),
+                                       setup.steps)
 
 
 def test_tensorboard_has_the_conv1_grid_at_each_evaluation(study, seed0):
@@ -148,7 +149,7 @@ def test_predict_names_the_top5_like_evaluation(study, seed0, tmp_path):
   (tmp_path / 'val0.jpg').write_bytes(first['image'].numpy())
   batch = next(inputs.eval_batches(config, views=1, batch_size=8))
   assert int(batch['label'][0]) == int(first['label'])
-  probs, _ = trained.make_forward(setup)(net.params, batch['image'][:, 0])
+  probs, _ = trained.make_forward(setup.steps)(net.params, batch['image'][:, 0])
   reference = np.asarray(probs[0])
   (tmp_path / 'broken.jpg').write_bytes(b'\xff\xd8 not really a jpeg')
   output = tmp_path / 'predictions.json'

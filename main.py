@@ -7,6 +7,7 @@
   python main.py --config=configs/alexnet.py:quickstart --workdir=runs/quickstart \
       --mode=predict --image=a.jpg b.png
   python main.py --config=configs/alexnet.py:quickstart --workdir=runs/quickstart --mode=figures
+  python main.py --config=configs/alexnet.py --mode=compile --topology=v5e:2x4
 
 The flags and the one-line messages for a bad command line: alexnet_jax/cli/flags.py; what each
 --mode does: alexnet_jax/cli/commands.py.
@@ -44,6 +45,7 @@ def main(argv):
                                 'num_processes': FLAGS.num_processes,
                                 'process_id': FLAGS.process_id, 'tpu': FLAGS.tpu_vm},
                    images=images, output=FLAGS.output, search_images=FLAGS.search_images,
+                   topology=FLAGS.topology,
                    show_traceback=FLAGS.verbosity >= 1)
   if status:
     sys.exit(status)

@@ -31,7 +31,8 @@ def workdir_problem(workdir: str) -> str | None:
 
 def run(config, *, mode: str, workdir: str | None, argv: list[str],
         distributed: dict | None = None, images: list[str] | None = None,
-        output: str | None = None, search_images: int = 0, show_traceback: bool = False) -> int:
+        output: str | None = None, search_images: int = 0, topology: str | None = None,
+        show_traceback: bool = False) -> int:
   """Runs `mode`; returns the exit status (errors the user can fix exit with one line)."""
   try:
     config_schema.check(config)  # every choice, once, before anything is read or compiled
@@ -41,6 +42,8 @@ def run(config, *, mode: str, workdir: str | None, argv: list[str],
     from alexnet_jax.model import summary
     print(summary.summarize(config.model, config.batch_size))
     return 0
+  if mode == 'compile':
+    return _compile(config, topology)
   if workdir is None:
     sys.exit(f'--mode={mode} needs --workdir=DIR (where checkpoints and metrics go).')
   if mode == 'predict' and not images:
@@ -70,6 +73,17 @@ def run(config, *, mode: str, workdir: str | None, argv: list[str],
     if show_traceback:
       traceback.print_exc()
     sys.exit(f'{type(e).__name__}: {e}')
+
+
+def _compile(config, topology: str | None) -> int:
+  """--mode=compile: ahead of time, no data, no workdir; one line when it does not fit."""
+  from alexnet_jax import parallel
+  from alexnet_jax.tools import compile as compile_lib
+  try:
+    compile_lib.run(config, topology)
+  except (compile_lib.CompileError, parallel.LayoutError) as e:
+    sys.exit(f'{type(e).__name__}: {e}')
+  return 0
 
 
 def _run_mode(config, mode, workdir, argv, images, output, search_images) -> int:

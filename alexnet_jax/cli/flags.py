@@ -19,11 +19,16 @@ flags.DEFINE_string('workdir', None,
                     'Directory for checkpoints, metrics and the run record. --mode=eval also '
                     'takes several (comma-separated), or a folder of runs such as a sweep\'s '
                     'ROOT/NAME (all its seeds): it evaluates each and their ensemble.')
-flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'summary', 'predict', 'figures'],
+flags.DEFINE_enum('mode', 'train', ['train', 'eval', 'summary', 'predict', 'figures', 'compile'],
                   'train: train (resuming from the workdir); eval: evaluate the workdir\'s '
                   'checkpoint (or an ensemble of several); summary: print the model table and '
                   'exit (needs no data); predict: the top-5 classes of --image files; figures: '
-                  'the paper\'s Figures 3 and 4 into WORKDIR/figures/.')
+                  'the paper\'s Figures 3 and 4 into WORKDIR/figures/; compile: compile the '
+                  'train and eval steps ahead of time (for --topology, or the local devices) '
+                  'and print what they need per chip (needs no data).')
+flags.DEFINE_string('topology', None, '--mode=compile: a TPU slice such as v5e:2x4 or '
+                    'v4:2x2x1, compiled for on this machine by the compile-only TPU library '
+                    "(pip install 'alexnet-jax[tpu]'); default: the local devices.")
 flags.DEFINE_multi_string('image', [], '--mode=predict: an image file; repeat the flag, or '
                           'list more files after the flags: --image=a.jpg b.jpg c.png')
 flags.DEFINE_string('output', None, '--mode=eval / predict: also write the results as JSON here.')

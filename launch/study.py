@@ -16,11 +16,15 @@ skipped, the other stages are redone):
    and the caveat, ready for the README.
 
 --publish=DIR copies study.md and the pictures and tables it shows into DIR (docs/study in the
-repository); --readme=README.md puts study.md (with its pictures' paths made relative to the
-README) between the README's `<!-- study:begin -->` and `<!-- study:end -->` lines.
+repository), every workdir they name relative to ROOT (baseline/seed0: the tools write them
+relative to the file's own folder, and DIR gathers files from several folders);
+--readme=README.md puts study.md (with its pictures' paths made relative to the README) between
+the README's `<!-- study:begin -->` and `<!-- study:end -->` lines.
 Arguments it does not know (e.g. --config.data.data_dir=...) go to every main.py it starts.
 
-Duration: docs/ablations.md gives the calibration behind the default --epochs.
+Ctrl-C stops the stage in progress (a training run stops as main.py does on Ctrl-C) and the
+study with one line; the same command resumes. Duration: docs/ablations.md gives the
+calibration behind the default --epochs.
 """
 
 from __future__ import annotations
@@ -30,7 +34,6 @@ import datetime
 import json
 import os
 import shlex
-import subprocess
 import sys
 import time
 
@@ -62,7 +65,7 @@ def _baseline_args(runs: list[sweep_lib.Run], workdir: str, *more: str) -> list[
 
 def _main_py(args: list[str]) -> int:
   print(f'=== python main.py {shlex.join(args)}', flush=True)
-  return subprocess.call([sys.executable, 'main.py', *args], cwd=sweep_lib.checkout())
+  return sweep_lib.call([sys.executable, 'main.py', *args])
 
 
 def _paths(root: str) -> dict[str, str]:
@@ -122,12 +125,32 @@ def replace_block(text: str, block: str) -> str:
   return text[:start + len(BEGIN)] + '\n' + block + '\n' + text[end:]
 
 
+def _rebased(name: str, record: dict, source: str, root: str) -> dict:
+  """ensemble.json's and figures.json's workdirs, written relative to their file's folder
+  `source`, made relative to the study root."""
+  def rebase(path):
+    return os.path.relpath(os.path.join(source, path), root)
+  if name == 'ensemble.json':
+    record['members'] = [dict(m, workdir=rebase(m['workdir'])) for m in record['members']]
+  elif name == 'figures.json':
+    record['workdir'] = rebase(record['workdir'])
+  return record
+
+
 def publish(root: str, folder: str) -> None:
+  """Copies the published files into `folder`, their workdirs relative to the study root."""
   os.makedirs(folder, exist_ok=True)
   for name, path in _paths(root).items():
-    if os.path.exists(path):
+    if not os.path.exists(path):
+      continue
+    target = os.path.join(folder, name)
+    if name.endswith('.json'):
+      with open(path) as f:
+        record = _rebased(name, json.load(f), os.path.dirname(path), root)
+      fileio.write_json_atomic(target, record, indent=2)
+    else:
       with open(path, 'rb') as f:
-        fileio.write_atomic(os.path.join(folder, name), f.read())
+        fileio.write_atomic(target, f.read())
 
 
 def parser() -> argparse.ArgumentParser:
@@ -143,6 +166,16 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
   args, extra = parser().parse_known_args(argv)
+  try:
+    return _study(args, extra, argv)
+  except KeyboardInterrupt:
+    print('Study interrupted (what it finished is kept); run the same command again to resume.',
+          file=sys.stderr)
+    return sweep_lib.INTERRUPTED
+
+
+def _study(args, extra: list[str], argv) -> int:
+  """The stages of the module docstring, one after another."""
   root = os.path.abspath(args.root)
   os.makedirs(root, exist_ok=True)
   started, stages = time.time(), {}
@@ -155,7 +188,10 @@ def main(argv=None) -> int:
   sweep_argv = [f'--sweep={SWEEP}', f'--root={root}', f'--seeds={args.seeds}',
                 *([f'--only={",".join(only)}'] if only else []), *train_flags]
   t = time.time()
-  if sweep_lib.main(sweep_argv):
+  code = sweep_lib.main(sweep_argv)
+  if code == sweep_lib.INTERRUPTED:
+    return code  # the sweep said which run, in one line
+  if code:
     raise SystemExit('The sweep did not finish every run (see above); run the same command '
                      'again to resume.')
   stages['sweep'] = time.time() - t

@@ -4,20 +4,29 @@ SLURM array, or on a multi-host TPU VM.
   python -m launch.sweep --sweep=configs/ablations.py:quickstart --root=runs/abl --seeds=3
   python -m launch.sweep --sweep=configs/ablations.py --root=runs/abl --backend=slurm \
       --slurm_args='--gres=gpu:2 --time=7-00:00:00'
+  python -m launch.sweep ... --backend=slurm \
+      --slurm_args='--nodes=2 --ntasks-per-node=8 --gres=gpu:8'   # each run on 16 GPUs
   python -m launch.sweep --sweep=configs/ablations.py --root=/mnt/shared/abl --backend=tpu_vm \
       --tpu_name=my-v4-32 --tpu_zone=us-central2-b --tpu_repo=/home/me/alexnet-jax
   python -m launch.sweep ... --backend=print      # only show the commands
 
 (installed: `alexnet-sweep ...`). Arguments it does not know (`--config.num_epochs=5`) go to every
 run's main.py. Every run and seed gets its own workdir, ROOT/NAME/seedK (config.seed = K), which
-records its resolved config, command line and metrics (alexnet_jax/record/tracking.py); ROOT/sweep.json
-records the sweep, its seeds and every command. Running the same command again resumes unfinished
+records its resolved config, command line and metrics (alexnet_jax/record/tracking.py);
+ROOT/sweep.json records the sweep, its seeds and every command. Running the same command again resumes unfinished
 runs (each workdir resumes by itself) and skips finished ones.
 
 Backends:
-- local: the runs one after another on this machine.
-- slurm: writes ROOT/sweep.sbatch, an array job with one task per run and seed, and submits it
-  with sbatch (`--write_only`: only write it).
+- local: the runs one after another on this machine. Ctrl-C reaches the run in progress too
+  (it is in the same process group) and stops it; the launcher waits for it, then ends with one
+  line naming the run (status 130); the same command resumes. A SIGINT sent to the launcher
+  alone (kill -INT) lets the run in progress finish, then stops the same way.
+- slurm: writes ROOT/sweep.sbatch, an array job with one array task per run and seed, and
+  submits it with sbatch (`--write_only`: only write it). Each array task starts its run with
+  srun, so a run may span several SLURM tasks or nodes (--slurm_args='--ntasks=2'): main.py
+  joins them by itself (alexnet_jax/parallel.py, from srun's SLURM_* variables). On GPUs, give
+  one task per GPU: JAX's SLURM detection gives each task the one device of its SLURM_LOCALID.
+  Logs go to ROOT/alexnet-sweep-JOBID_TASK.out: a resubmission keeps the earlier ones.
 - tpu_vm: writes ROOT/sweep_tpu_vm.sh, which runs the runs one after another on every host of a
   TPU VM at once (`gcloud compute tpus tpu-vm ssh NAME --worker=all --command=...`, main.py with
   --tpu_vm so that the hosts join each other), and runs it (`--write_only`: only write it). The
@@ -32,6 +41,7 @@ import dataclasses
 import importlib.util
 import os
 import shlex
+import signal
 import subprocess
 import sys
 
@@ -39,6 +49,12 @@ from alexnet_jax.record import fileio
 
 # The checkout: main.py and configs/ are found relative to it.
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The exit status of a local sweep stopped by Ctrl-C, as a shell reports a process ended by
+# SIGINT (128 + 2).
+INTERRUPTED = 128 + signal.SIGINT
+# How each SLURM array task starts its run: one job step with the allocation's tasks; if one
+# task fails, the others are stopped rather than left waiting for it in a collective.
+SRUN = ('srun', '--kill-on-bad-exit=1')
 
 
 def checkout() -> str:
@@ -112,13 +128,17 @@ def local_argv(run: Run, python: str = sys.executable) -> list[str]:
 
 
 def write_slurm(root: str, runs: list[Run], slurm_args: str) -> str:
-  """ROOT/sweep.sbatch: an array job, task i runs runs[i] from the checkout."""
+  """ROOT/sweep.sbatch: an array job, array task i runs runs[i] from the checkout with srun
+  (its log: ROOT/NAME-JOBID_i.out, %A being the array's job id)."""
   lines = ['#!/bin/bash', f'#SBATCH --array=0-{len(runs) - 1}', '#SBATCH --job-name=alexnet-sweep',
-           f'#SBATCH --output={root}/%x-%a.out']
+           f'#SBATCH --output={root}/%x-%A_%a.out']
   lines += [f'#SBATCH {arg}' for arg in shlex.split(slurm_args)]
-  lines += [f'cd {shlex.quote(checkout())}', 'case "$SLURM_ARRAY_TASK_ID" in']
+  lines += ['# srun starts the run on every task of the allocation (--ntasks, --nodes above);',
+            '# main.py joins them by itself (alexnet_jax/parallel.py reads srun\'s SLURM_*).',
+            f'cd {shlex.quote(checkout())}', 'case "$SLURM_ARRAY_TASK_ID" in']
   for i, run in enumerate(runs):
-    lines.append(f'  {i}) exec {shlex.join(local_argv(run))} ;;  # {run.name}, seed {run.seed}')
+    command = shlex.join([*SRUN, *local_argv(run)])
+    lines.append(f'  {i}) exec {command} ;;  # {run.name}, seed {run.seed}')
   lines.append('esac')
   path = os.path.join(root, 'sweep.sbatch')
   fileio.write_atomic(path, '\n'.join(lines) + '\n')
@@ -142,7 +162,8 @@ def write_tpu_vm(root: str, runs: list[Run], *, name: str, zone: str, project: s
            'set -euo pipefail']
   for run in runs:
     lines.append(f'echo {shlex.quote(f"=== {run.name}, seed {run.seed}")}')
-    lines.append(shlex.join(ssh + ['--worker=all', f'--command={tpu_vm_command(run, repo, python)}']))
+    command = tpu_vm_command(run, repo, python)
+    lines.append(shlex.join(ssh + ['--worker=all', f'--command={command}']))
   path = os.path.join(root, 'sweep_tpu_vm.sh')
   fileio.write_atomic(path, '\n'.join(lines) + '\n')
   os.chmod(path, 0o755)
@@ -156,13 +177,36 @@ def record(root: str, spec: str, sweep: dict, runs: list[Run], seeds: int) -> No
       'commands': {f'{r.name}/seed{r.seed}': list(r.args) for r in runs}}, indent=2)
 
 
+class Interrupted(Exception):
+  """Ctrl-C stopped a local sweep; args[0] is the Run that was running."""
+
+
+def call(argv: list[str]) -> int:
+  """Runs `argv` from the checkout; its exit status. On Ctrl-C, which the child receives too
+  (same process group), waits for the child to stop as it does on Ctrl-C (later Ctrl-Cs are
+  left to it), then raises KeyboardInterrupt; subprocess.call would kill it instead."""
+  child = subprocess.Popen(argv, cwd=checkout())
+  try:
+    return child.wait()
+  except KeyboardInterrupt:
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+      child.wait()
+    finally:
+      signal.signal(signal.SIGINT, previous)
+    raise
+
+
 def run_local(runs: list[Run]) -> list[str]:
-  """Runs one after another; returns the failed ones' names."""
+  """Runs one after another; returns the failed ones' names. Interrupted on Ctrl-C."""
   failed = []
   for run in runs:
-    print(f'=== {run.name}, seed {run.seed}: {shlex.join(run.args)}', flush=True)
-    if subprocess.call(local_argv(run), cwd=checkout()):
-      failed.append(f'{run.name}/seed{run.seed}')
+    try:
+      print(f'=== {run.name}, seed {run.seed}: {shlex.join(run.args)}', flush=True)
+      if call(local_argv(run)):
+        failed.append(f'{run.name}/seed{run.seed}')
+    except KeyboardInterrupt:
+      raise Interrupted(run) from None
   return failed
 
 
@@ -215,7 +259,13 @@ def main(argv=None) -> int:
       return 0
     print(f'Wrote {path}; running it.')
     return subprocess.call(['bash', path])
-  failed = run_local(runs)
+  try:
+    failed = run_local(runs)
+  except Interrupted as e:
+    run = e.args[0]
+    print(f'Interrupted during {run.name}, seed {run.seed} ({run.workdir} keeps what it saved); '
+          'run the same command again to resume.', file=sys.stderr)
+    return INTERRUPTED
   print(f'Done: {len(runs) - len(failed)} of {len(runs)} runs finished, failed: '
         f'{", ".join(failed) or "none"}. Report: python -m launch.report --root={args.root}')
   return 1 if failed else 0

@@ -113,8 +113,10 @@ def evaluate_ensemble(config, workdirs: list[str], output: str | None = None) ->
             'eval_split': config.data.eval_split, 'views': list(config.eval.final_views)}
   if parallel.is_main_process():
     print(table(result), flush=True)
-    if output:
-      fileio.write_json_atomic(output, result, indent=2)
+    if output:  # members named relative to the output's folder: no machine's paths in it
+      folder = os.path.dirname(os.path.abspath(output))
+      members = [dict(m, workdir=os.path.relpath(m['workdir'], folder)) for m in rows[:-1]]
+      fileio.write_json_atomic(output, dict(result, members=members), indent=2)
   return result
 
 

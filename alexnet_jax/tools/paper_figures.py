@@ -90,7 +90,8 @@ def make_figures(config, workdir: str, search_images: int = 0) -> dict:
 
   names = net.names
   record = {
-      'workdir': os.path.abspath(workdir), 'step': net.step,
+      # The workdir relative to this file's folder ('..'): no machine's paths in the record.
+      'workdir': os.path.relpath(workdir, out_dir), 'step': net.step,
       'figure3': {'colour_measure_per_column': colour.tolist(),
                   'colour_measure_per_kernel': figures.colour_fraction(kernels).tolist(),
                   'measure': '||w - grey(w)||^2 / ||w||^2, mean over the column\'s kernels'},

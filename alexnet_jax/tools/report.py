@@ -7,7 +7,8 @@ ROOT/sweep.json. The report gives, per run, the mean and the sample standard dev
 seeds of the final top-1 and top-5 validation error (centre crop and 10 views), and the change
 against the baseline run with a 95% confidence interval, marked `*` where the interval excludes
 zero, beside the change the paper reports. It writes ROOT/report.md, ROOT/report.csv (one row
-per run), ROOT/report_seeds.csv (one row per run and seed) and ROOT/curves.png.
+per run), ROOT/report_seeds.csv (one row per run and seed, its workdir relative to ROOT, so the
+file names no machine's folders) and ROOT/curves.png.
 
 The interval is Welch's: for errors a (the run's n_a seeds) and b (the baseline's n_b seeds),
 the change is mean(a) - mean(b), its standard error se = sqrt(s_a^2/n_a + s_b^2/n_b) (s: sample
@@ -355,13 +356,15 @@ def csv_text(rows: list[dict]) -> str:
 
 
 def seeds_csv_text(sweep: dict) -> str:
+  """One row per run and seed; its workdir relative to the sweep root (NAME/seedK)."""
   buffer = io.StringIO()
   writer = csv.writer(buffer, lineterminator='\n')
   writer.writerow(['run', 'seed', 'workdir', 'steps', 'finished'] + [k for k, _ in METRICS])
   for name, seeds in sweep['runs'].items():
     for s in seeds:
       final = s['final'] or {}
-      writer.writerow([name, s['seed'], s['path'], s['steps'], bool(s['final'])]
+      workdir = os.path.relpath(s['path'], sweep['root'])
+      writer.writerow([name, s['seed'], workdir, s['steps'], bool(s['final'])]
                       + [final.get(k, '') for k, _ in METRICS])
   return buffer.getvalue()
 

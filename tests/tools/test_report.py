@@ -129,6 +129,10 @@ def test_report_of_hand_made_workdirs(sweep_root):
   with open(sweep_root / 'report_seeds.csv') as f:
     seeds = list(csv.DictReader(f))
   assert len(seeds) == 9 and [s['finished'] for s in seeds].count('False') == 1
+  # Workdirs relative to the sweep root, as _seed laid them out: the file names no machine path.
+  assert [(s['run'], s['seed'], s['workdir']) for s in seeds[3:7]] == [
+      ('no_lrn', str(k), f'no_lrn/seed{k}') for k in range(4)]
+  assert str(sweep_root) not in (sweep_root / 'report_seeds.csv').read_text()
   with Image.open(sweep_root / 'curves.png') as image:
     assert image.size == (1500, 420)
   # No ensemble.json yet: the report says which command makes it.

@@ -60,7 +60,7 @@ def test_study_runs_every_stage(study):
   result = json.loads((root / 'baseline' / 'ensemble.json').read_text())
   assert result['count'] == 6 and result['views'] == [1, 10]
   for member, final, seed in zip(result['members'], finals, (0, 1)):
-    assert member['workdir'].endswith(f'baseline/seed{seed}') and member['step'] == 12
+    assert member['workdir'] == f'seed{seed}' and member['step'] == 12  # beside the file
     for key in ('val_top1_error', 'val_top5_error', 'val_top1_error_10view'):
       assert member[key] == pytest.approx(final[key])
   assert 0 <= result['ensemble']['val_top1_error'] <= 100
@@ -72,6 +72,13 @@ def test_study_runs_every_stage(study):
     assert (root / name).exists(), name
   published = study['base'] / 'docs' / 'study'
   assert {'study.md', 'curves.png', 'figure3.png', 'ensemble.json'} <= set(os.listdir(published))
+  # Published workdirs are relative to the study root; no file names this machine's folders
+  # (study.md quotes the command as typed, here with absolute paths).
+  members = json.loads((published / 'ensemble.json').read_text())['members']
+  assert [m['workdir'] for m in members] == ['baseline/seed0', 'baseline/seed1']
+  assert json.loads((published / 'figures.json').read_text())['workdir'] == 'baseline/seed0'
+  for name in ('ensemble.json', 'figures.json', 'report_seeds.csv', 'report.csv', 'report.md'):
+    assert str(study['base']) not in (published / name).read_text(), name
   readme = study['readme'].read_text()
   assert readme.startswith('# Title\n\n<!-- study:begin -->\n') and readme.endswith(
       '<!-- study:end -->\nafter\n')
@@ -82,7 +89,7 @@ def test_study_runs_every_stage(study):
 def test_figures_of_the_trained_net(study):
   folder = study['root'] / 'baseline' / 'seed0' / 'figures'
   record = json.loads((folder / 'figures.json').read_text())
-  assert record['step'] == 12
+  assert record['step'] == 12 and record['workdir'] == '..'  # relative to the file's folder
   colour = record['figure3']['colour_measure_per_column']
   assert len(colour) == 2 and all(0 <= c <= 1 for c in colour)
   right = record['figure4_right']

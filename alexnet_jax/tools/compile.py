@@ -110,6 +110,11 @@ def _gib(n: float) -> str:
   return f'{n / 2**30:,.2f} GiB'
 
 
+def _size(n: float) -> str:
+  """GiB, or MiB below one GiB (a small net's buffers would all read 0.00 GiB)."""
+  return _gib(n) if n >= 2**30 else f'{n / 2**20:,.1f} MiB'
+
+
 def table(config, devices, costs: list[StepCost], capacity: int | None) -> str:
   chips = len(devices)
   lines = [f'{config.model.variant} net, batch {config.batch_size}, {config.model.dtype}, '
@@ -119,8 +124,8 @@ def table(config, devices, costs: list[StepCost], capacity: int | None) -> str:
   for c in costs:
     share = ('-' if capacity is None
              else f'{100 * c.total_bytes / capacity:.0f}% of {_gib(capacity)}')
-    lines.append(f'| {c.name} | {_gib(c.argument_bytes)} | {_gib(c.temp_bytes)} | '
-                 f'{_gib(c.total_bytes)} | {share} | {c.flops / 1e9:,.1f} | '
+    lines.append(f'| {c.name} | {_size(c.argument_bytes)} | {_size(c.temp_bytes)} | '
+                 f'{_size(c.total_bytes)} | {share} | {c.flops / 1e9:,.2f} | '
                  f'{c.flops * chips / c.images / 1e9:,.2f} | {c.compile_s:.1f} |')
   return '\n'.join(lines)
 

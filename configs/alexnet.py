@@ -78,6 +78,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
   # (conv). Same parameters, same numbers.
   m.conv1_impl = 'auto'
   m.dtype = 'float32'      # compute dtype: 'float32' | 'bfloat16' (parameters stay float32)
+  m.platform = 'auto'      # whose kernels (model/kernels.py): 'auto' (this backend), 'cpu', 'gpu', 'tpu'
 
   # ---------------------------------------------------------------- data
   d = config.data = ml_collections.ConfigDict()

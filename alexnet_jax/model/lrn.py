@@ -17,11 +17,13 @@ p = d^-beta (d = k + alpha' * S, the denominator's base) are saved, and the grad
     dL/da_j = g_j p_j - 2 alpha' beta a_j * sum_{i : j in window(i)} g_i a_i p_i / d_i,
 
 with d recomputed from the input (squares and a window sum: cheap next to a power), so the power
-is taken once, forward. On CPU it is taken in a form XLA:CPU vectorizes (`_scale`): the LRN's
-forward + backward runs 1.3-1.7x faster at the paper's and the quickstart's sizes
-(bench/RESULTS.md), within 2e-7 of `d ** -beta`.
+is taken once, forward. With power='vector' (the CPU's kernels, chosen in kernels.py) it is
+taken in a form XLA:CPU vectorizes (`_scale`): the LRN's forward + backward runs 1.3-1.7x faster
+at the paper's and the quickstart's sizes (bench/RESULTS.md), within 2e-7 of `d ** -beta`.
 
-Arithmetic runs in float32 whatever the input dtype (bfloat16 inputs come back as bfloat16).
+Precision: the squares, their window sum, the power and the gradient's window sum run in
+float32 whatever the input dtype; bfloat16 inputs come back as bfloat16 (rounded once, at the
+end). A bfloat16 sum of squares would carry 8 bits over values up to ~1e4 times apart.
 """
 
 from __future__ import annotations
@@ -68,43 +70,45 @@ def _denominator(x32, size, k, alpha_eff):
 
 # float32 lanes of the widest CPU vectors (AVX-512).
 _VECTOR_LANES = 16
+# How d ** -beta is taken: 'plain' as written, 'vector' in forms XLA:CPU vectorizes (`_scale`).
+POWER_FORMS = ('plain', 'vector')
 
 
-def _scale(d, beta):
-  """d ** -beta (d >= k > 0); on CPU in the forms XLA:CPU vectorizes.
+def _scale(d, beta, power):
+  """d ** -beta (d >= k > 0); with power='vector' in the forms XLA:CPU vectorizes.
 
   `d ** -beta` is a scalar call per element there; for the paper's beta = 0.75,
   rsqrt(d * sqrt(d)) is not. When the channel axis is not a whole number of vectors (the
   quickstart's 12 channels per column), XLA's loop over it stays scalar whatever the op; over
   the flattened array it vectorizes again (1.4-1.5x faster forward + backward at 12 channels,
-  slower at 32 and 48). Other backends: `d ** -beta`, as before.
+  slower at 32 and 48). power='plain': `d ** -beta` (the accelerators' form).
   """
-  if jax.default_backend() != 'cpu':
+  if power == 'plain':
     return d ** -beta
   if d.shape[-1] % _VECTOR_LANES:
-    return _cpu_power(d.reshape(-1), beta).reshape(d.shape)
-  return _cpu_power(d, beta)
+    return _vector_power(d.reshape(-1), beta).reshape(d.shape)
+  return _vector_power(d, beta)
 
 
-def _cpu_power(d, beta):
+def _vector_power(d, beta):
   if beta == 0.75:
     return jax.lax.rsqrt(d * jnp.sqrt(d))
   return d ** -beta
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4))
-def _lrn(x, size, k, alpha_eff, beta):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2, 3, 4, 5))
+def _lrn(x, size, k, alpha_eff, beta, power):
   x32 = x.astype(jnp.float32)
-  return (x32 * _scale(_denominator(x32, size, k, alpha_eff), beta)).astype(x.dtype)
+  return (x32 * _scale(_denominator(x32, size, k, alpha_eff), beta, power)).astype(x.dtype)
 
 
-def _lrn_fwd(x, size, k, alpha_eff, beta):
+def _lrn_fwd(x, size, k, alpha_eff, beta, power):
   x32 = x.astype(jnp.float32)
-  p = _scale(_denominator(x32, size, k, alpha_eff), beta)
+  p = _scale(_denominator(x32, size, k, alpha_eff), beta, power)
   return (x32 * p).astype(x.dtype), (x, p)
 
 
-def _lrn_bwd(size, k, alpha_eff, beta, residuals, g):
+def _lrn_bwd(size, k, alpha_eff, beta, power, residuals, g):
   x, p = residuals
   x32 = x.astype(jnp.float32)
   g32 = g.astype(jnp.float32)
@@ -121,9 +125,16 @@ _lrn.defvjp(_lrn_fwd, _lrn_bwd)
 
 
 def local_response_norm(x: jax.Array, *, size: int = 5, k: float = 2.0, alpha: float = 1e-4,
-                        beta: float = 0.75, alpha_convention: str = 'code') -> jax.Array:
-  """LRN across the last axis; the defaults are the paper's net as the original code ran it."""
+                        beta: float = 0.75, alpha_convention: str = 'code',
+                        power: str = 'plain') -> jax.Array:
+  """LRN across the last axis; the defaults are the paper's net as the original code ran it.
+
+  power: how d ** -beta is taken, one of POWER_FORMS (the model passes its kernels' choice,
+  kernels.py: 'vector' on CPU); the same numbers within 2e-7.
+  """
   if size < 1:
     raise ValueError(f'LRN size must be >= 1, got {size}.')
+  if power not in POWER_FORMS:
+    raise ValueError(f'LRN power form {power!r}; use one of {POWER_FORMS}.')
   alpha_eff = effective_alpha(alpha, size, alpha_convention)
-  return _lrn(x, int(size), float(k), float(alpha_eff), float(beta))
+  return _lrn(x, int(size), float(k), float(alpha_eff), float(beta), power)

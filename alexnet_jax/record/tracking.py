@@ -33,7 +33,9 @@ class WorkdirError(RuntimeError):
 
 
 # Config fields that do not change a run's results, so a workdir may resume under new values.
-NOT_COMPARED = ('allow_config_change:', 'mesh.', 'progress:')
+# model.platform picks kernels (the same numbers up to rounding, as a mesh does); older workdirs
+# have none.
+NOT_COMPARED = ('allow_config_change:', 'mesh.', 'progress:', 'model.platform:')
 
 
 def git_state() -> dict:
@@ -76,7 +78,7 @@ def _clean(value):
 
 
 # Fields of config.model that do not change the parameters: --mode=eval may set them freely.
-MODEL_NOT_COMPARED = ('conv_impl', 'conv1_impl', 'dtype')
+MODEL_NOT_COMPARED = ('conv_impl', 'conv1_impl', 'dtype', 'platform')
 
 
 def _damaged(error: fileio.DamagedFile, what_to_do: str) -> WorkdirError:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from jax import test_util as jtu
 
-from alexnet_jax.model.lrn import effective_alpha, local_response_norm
+from alexnet_jax.model.lrn import POWER_FORMS, effective_alpha, local_response_norm
 
 SHAPES = [(2, 5, 5, 7), (3, 4, 4, 3), (1, 1, 1, 2), (2, 3, 3, 48), (4, 2, 6, 96)]
 
@@ -43,7 +43,8 @@ def _rel_err(a, b):
 
 @pytest.mark.parametrize('shape', SHAPES)
 @pytest.mark.parametrize('convention', ['code', 'paper'])
-def test_matches_tensorflow_forward_and_gradient(shape, convention):
+@pytest.mark.parametrize('power', POWER_FORMS)
+def test_matches_tensorflow_forward_and_gradient(shape, convention, power):
   rng = np.random.default_rng(sum(shape))
   # Values of the size ReLU activations take in the net, so the denominator really matters.
   x = (rng.standard_normal(shape) * 40).astype(np.float32)
@@ -54,7 +55,7 @@ def test_matches_tensorflow_forward_and_gradient(shape, convention):
 
   def f(v):
     return local_response_norm(v, size=size, k=k, alpha=alpha, beta=beta,
-                               alpha_convention=convention)
+                               alpha_convention=convention, power=power)
 
   y, vjp = jax.vjp(f, jnp.asarray(x))
   (g,) = vjp(jnp.asarray(cot))
@@ -73,14 +74,18 @@ def test_conventions_differ_by_a_factor_of_size():
 
 @pytest.mark.parametrize('size,k,alpha,beta', [(5, 2.0, 1e-4, 0.75), (3, 1.0, 1e-2, 0.5),
                                                (7, 0.5, 1e-3, 1.2)])
-def test_matches_float64_numpy_reference(size, k, alpha, beta):
-  x = np.random.default_rng(size).standard_normal((3, 4, 4, 10)) * 20
+@pytest.mark.parametrize('power', POWER_FORMS)
+@pytest.mark.parametrize('channels', [10, 32])  # 'vector' flattens the array unless 16 | C
+def test_matches_float64_numpy_reference(size, k, alpha, beta, power, channels):
+  x = np.random.default_rng(size).standard_normal((3, 4, 4, channels)) * 20
   expected = numpy_lrn(x, size, k, alpha / size, beta)
-  got = local_response_norm(jnp.asarray(x, jnp.float32), size=size, k=k, alpha=alpha, beta=beta)
+  got = local_response_norm(jnp.asarray(x, jnp.float32), size=size, k=k, alpha=alpha, beta=beta,
+                            power=power)
   np.testing.assert_allclose(np.asarray(got), expected, rtol=1e-5, atol=1e-6)
 
 
-def test_gradient_matches_float64_finite_differences():
+@pytest.mark.parametrize('power', POWER_FORMS)
+def test_gradient_matches_float64_finite_differences(power):
   rng = np.random.default_rng(3)
   x = rng.standard_normal((1, 2, 2, 6)) * 20
   cot = rng.standard_normal(x.shape)
@@ -94,7 +99,7 @@ def test_gradient_matches_float64_finite_differences():
     numeric[idx] = np.sum((numpy_lrn(up, size, k, alpha / size, beta)
                            - numpy_lrn(down, size, k, alpha / size, beta)) * cot) / (2 * eps)
   grad = jax.grad(lambda v: jnp.sum(local_response_norm(v, size=size, k=k, alpha=alpha,
-                                                        beta=beta) * cot))(
+                                                        beta=beta, power=power) * cot))(
                                                             jnp.asarray(x, jnp.float32))
   np.testing.assert_allclose(np.asarray(grad), numeric, rtol=1e-4, atol=1e-6)
 
@@ -103,6 +108,11 @@ def test_check_grads():
   x = jnp.asarray(np.random.default_rng(1).standard_normal((2, 3, 3, 8)) * 10, jnp.float32)
   jtu.check_grads(lambda v: local_response_norm(v, alpha=1e-2), (x,), order=1, modes=['rev'],
                   atol=1e-2, rtol=1e-2)
+
+
+def test_unknown_power_form_fails_with_the_choices():
+  with pytest.raises(ValueError, match='vector'):
+    local_response_norm(jnp.ones((1, 1, 1, 4)), power='fast')
 
 
 def test_bfloat16_in_bfloat16_out():

@@ -17,6 +17,11 @@ def _params_numpy(model):
   return jax.tree.map(np.asarray, nnx.to_pure_dict(state))
 
 
+def _training(dropout_key):
+  """A training call of the net on one device (what the model's own dropout masks need)."""
+  return model_lib.Call(train=True, dropout_key=dropout_key)
+
+
 def _count(conv, fc, num_classes=1000, conv1_in=3, groups=(1, 2, 1, 2, 2)):
   """Parameters of an AlexNet from its widths, by hand: kernel sizes 11, 5, 3, 3, 3."""
   total, cin = 0, conv1_in
@@ -143,7 +148,7 @@ def test_training_dropout_placement_matches_pytorch(variant, mode):
   for index, name in enumerate(('fc6', 'fc7')):
     ones = jnp.ones(shapes[dropped[name]].shape)
     # The model's own mask for this layer (the same key and column folding as in __call__).
-    mask = np.asarray(model._dropout(ones, index, m.columns, True, key, None)) != 0
+    mask = np.asarray(model._dropout(ones, index, m.columns, _training(key))) != 0
     assert 0.4 < mask.mean() < 0.6
     masks[name] = mask.reshape(mask.shape[0], -1)
   ours = np.asarray(model(images, train=True, dropout_key=key))
@@ -182,8 +187,8 @@ def test_training_gradients_match_pytorch_autograd(name):
   model(images, capture=shapes)
   dropped = {'fc6': 'pool5', 'fc7': 'fc6'} if m.variant == 'one_weird_trick' else {
       'fc6': 'fc6', 'fc7': 'fc7'}
-  masks = {n: np.asarray(model._dropout(jnp.ones(shapes[dropped[n]].shape), i, m.columns, True,
-                                        key, None)).reshape(3, -1) != 0
+  masks = {n: np.asarray(model._dropout(jnp.ones(shapes[dropped[n]].shape), i, m.columns,
+                                        _training(key))).reshape(3, -1) != 0
            for i, n in enumerate(('fc6', 'fc7'))}
 
   def loss(p):
@@ -222,9 +227,9 @@ def test_dropout_modes_agree_in_expectation():
   for mode in ('paper', 'inverted'):
     m.dropout_mode = mode
     model = model_lib.create_model(m)
-    test = model._dropout(h, 0, 2, False, None, None)
+    test = model._dropout(h, 0, 2, model_lib.Call(train=False))
     keys = jax.random.split(jax.random.key(0), 4000)
-    samples = jax.vmap(lambda k: model._dropout(h, 0, 2, True, k, None))(keys)
+    samples = jax.vmap(lambda k: model._dropout(h, 0, 2, _training(k)))(keys)
     kept = np.mean(np.asarray(samples) != 0)
     assert abs(kept - 0.5) < 0.01
     mean = np.asarray(samples).mean(0)

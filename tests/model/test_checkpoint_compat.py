@@ -1,0 +1,46 @@
+"""A checkpoint written by earlier code restores and gives the logits that code gave.
+
+tests/model/fixtures/ holds a training checkpoint of a small two-column net and its logits, both
+written by tests/model/make_checkpoint_fixture.py with the code of the commit that added it
+(before the model was split into layers, kernels and module). Restored here with the loop's
+`Checkpoints` into the current code's abstract train state, the net must give those logits,
+at test time and with the same dropout key: the parameter tree, the layer arithmetic and the
+dropout masks are unchanged.
+"""
+
+import os
+import shutil
+
+import jax
+import numpy as np
+
+from alexnet_jax import parallel
+from alexnet_jax.record import checkpoint as checkpoint_lib
+from alexnet_jax.train import setup as train_setup
+from tests.model import make_checkpoint_fixture as fixture
+
+
+def test_checkpoint_of_earlier_code_restores_with_the_same_logits(tmp_path):
+  directory = str(tmp_path / 'checkpoints')
+  shutil.copytree(fixture.CHECKPOINTS, directory)  # restoring may tidy the folder: not the repo's
+  config = fixture.config()
+  mesh = parallel.make_mesh(config.mesh, config.model, jax.devices()[:1])
+  graphdef, abstract = train_setup.abstract_state(config)
+  shardings = train_setup.state_shardings(mesh, abstract)
+  abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                          abstract, shardings)
+  ckpt = checkpoint_lib.Checkpoints(directory, keep=1, keep_best=0, async_save=False)
+  try:
+    restored = ckpt.restore_latest(abstract)
+  finally:
+    ckpt.close()
+  assert restored is not None
+  step, state, record = restored
+  assert step == fixture.STEPS and record == {'step': fixture.STEPS}
+  assert os.listdir(directory) == [str(fixture.STEPS)]
+  want = np.load(fixture.LOGITS)
+  got = fixture.logits_of(graphdef, state['params'])
+  assert set(got) == set(want.files) == {'test', 'train'}
+  assert not np.allclose(want['test'], want['train'])  # the dropout masks matter
+  for mode in ('test', 'train'):
+    np.testing.assert_allclose(got[mode], want[mode], rtol=0, atol=1e-6, err_msg=mode)

@@ -14,9 +14,8 @@ import shutil
 import jax
 import numpy as np
 
-from alexnet_jax import parallel
 from alexnet_jax.record import checkpoint as checkpoint_lib
-from alexnet_jax.train import setup as train_setup
+from alexnet_jax.train import steps as steps_lib
 from tests.model import make_checkpoint_fixture as fixture
 
 
@@ -24,11 +23,8 @@ def test_checkpoint_of_earlier_code_restores_with_the_same_logits(tmp_path):
   directory = str(tmp_path / 'checkpoints')
   shutil.copytree(fixture.CHECKPOINTS, directory)  # restoring may tidy the folder: not the repo's
   config = fixture.config()
-  mesh = parallel.make_mesh(config.mesh, config.model, jax.devices()[:1])
-  graphdef, abstract = train_setup.abstract_state(config)
-  shardings = train_setup.state_shardings(mesh, abstract)
-  abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                          abstract, shardings)
+  steps = steps_lib.build(config, devices=jax.devices()[:1])
+  graphdef, abstract = steps.graphdef, steps.abstract_state
   ckpt = checkpoint_lib.Checkpoints(directory, keep=1, keep_best=0, async_save=False)
   try:
     restored = ckpt.restore_latest(abstract)

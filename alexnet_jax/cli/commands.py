@@ -7,6 +7,7 @@ no traceback; `--verbosity=1` adds the traceback.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import traceback
@@ -50,10 +51,29 @@ def workdir_problem(workdir: str) -> str | None:
   return None
 
 
-def run(config, *, mode: str, workdir: str | None, argv: list[str],
-        distributed: dict | None = None, images: list[str] | None = None,
-        output: str | None = None, search_images: int = 0, show_traceback: bool = False) -> int:
-  """Runs `mode`; returns the exit status (errors the user can fix exit with one line)."""
+def run(config, *, mode: str, workdir: str | None, **kwargs) -> int:
+  """Runs `mode`; returns the exit status (errors the user can fix exit with one line).
+
+  Ctrl-C: training saves first (alexnet_jax/train/interrupts.py: the handler is installed
+  here, so that a Ctrl-C during start-up is seen too); any other mode, which has nothing to
+  save, stops with one line. Either way the status is 130.
+  """
+  watching = contextlib.nullcontext()
+  if mode == 'train':
+    from alexnet_jax.train import interrupts
+    watching = interrupts.watch(os.path.join(workdir, 'checkpoints') if workdir else None)
+  try:
+    with watching:
+      return _run(config, mode=mode, workdir=workdir, **kwargs)
+  except KeyboardInterrupt:
+    print(f'Interrupted: --mode={mode} stopped before it finished (what it writes is written '
+          'whole or not at all); run the same command again.', file=sys.stderr, flush=True)
+    return 130
+
+
+def _run(config, *, mode: str, workdir: str | None, argv: list[str],
+         distributed: dict | None = None, images: list[str] | None = None,
+         output: str | None = None, search_images: int = 0, show_traceback: bool = False) -> int:
   try:
     validate(config)
   except ValueError as e:
@@ -73,11 +93,17 @@ def run(config, *, mode: str, workdir: str | None, argv: list[str],
   if mode in ('train', 'eval'):  # predict and figures run in one process, on one device
     parallel.initialize_distributed(**(distributed or {}))
   from alexnet_jax.record import checkpoint
+  from alexnet_jax.record import fileio
   from alexnet_jax.train import loop as train
   from alexnet_jax.record import tracking
   from alexnet_jax.data import pipeline
   try:
     return _run_mode(config, mode, workdir, argv, images, output, search_images)
+  except fileio.WriteFailed as e:  # a full disk: the path, the last checkpoint, what to do
+    if show_traceback:
+      traceback.print_exc()
+    sys.exit(checkpoint.write_failed_message(e, os.path.join(workdir, 'checkpoints')
+                                             if mode == 'train' else None))
   except (pipeline.DatasetError, parallel.LayoutError, tracking.WorkdirError,
           train.TrainingError, checkpoint.CheckpointError, OSError) as e:
     # OSError: a disk that is full or a folder that may not be written, named by the error.

@@ -18,6 +18,7 @@ imports none of the commands.
 from __future__ import annotations
 
 import os
+import sys
 
 from alexnet_jax.data import commands
 from alexnet_jax.data import locations
@@ -29,6 +30,7 @@ from alexnet_jax.data import stats
 from alexnet_jax.data import stats_file
 from alexnet_jax.data.errors import DatasetError
 from alexnet_jax.data.ilsvrc_archive import TRAIN_TAR, VAL_TAR
+from alexnet_jax.record import fileio
 
 
 def _prepare_tfds(data_config, overwrite: bool, log) -> None:
@@ -104,6 +106,13 @@ def main(argv):
     info = prepare(data_config, make_large=True, overwrite=_OVERWRITE.value)
   except DatasetError as e:  # A message for a person, not a traceback.
     raise SystemExit(f'error: {e}') from None
+  except fileio.WriteFailed as e:  # e.g. a full disk
+    raise SystemExit(f'error: {e}. {e.remedy}, then run the same command again: it goes on '
+                     'from the last finished piece.') from None
+  except KeyboardInterrupt:
+    print('Interrupted: stopped before the data was ready; finished pieces are kept, and the '
+          'same command goes on from there.', file=sys.stderr)
+    raise SystemExit(130) from None
   print(f'Ready: {info.name}, {info.num_train} training images ({info.train_split}) and '
         f'{info.num_eval} for evaluation ({info.eval_split}), stored at '
         f'{data_config.resize_size}x{data_config.resize_size} in '

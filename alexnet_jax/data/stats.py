@@ -13,6 +13,7 @@ skipped, counted and listed.
 
 from __future__ import annotations
 
+import sys
 import time
 
 import numpy as np
@@ -24,6 +25,7 @@ from alexnet_jax.data import sources
 from alexnet_jax.data import stats_file
 from alexnet_jax.data import undecodable
 from alexnet_jax.data.errors import DatasetError
+from alexnet_jax.record import fileio
 
 
 def _images(opened, segments, r: int):
@@ -101,6 +103,12 @@ def main(argv):
     compute_and_save(_CONFIG.value.data)
   except DatasetError as e:  # A message for a person, not a traceback.
     raise SystemExit(f'error: {e}') from None
+  except fileio.WriteFailed as e:  # e.g. a full disk
+    raise SystemExit(f'error: {e}. {e.remedy}, then run the same command again.') from None
+  except KeyboardInterrupt:
+    print('Interrupted: the stats were not written (the file is replaced whole or not at '
+          'all); run the same command again.', file=sys.stderr)
+    raise SystemExit(130) from None
 
 
 if __name__ == '__main__':

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import math
 import os
-import signal
-import sys
 import time
 
 import jax
@@ -19,6 +17,7 @@ import numpy as np
 
 from alexnet_jax.record import checkpoint as checkpoint_lib
 from alexnet_jax.train import evaluate as evaluate_lib
+from alexnet_jax.train import interrupts
 from alexnet_jax import figures
 from alexnet_jax.train import optim
 from alexnet_jax.train import setup as setup_lib
@@ -26,29 +25,6 @@ from alexnet_jax.train.setup import Setup, TrainingError
 from alexnet_jax import parallel
 from alexnet_jax.record import tracking
 from alexnet_jax.record.progress import Progress
-
-
-class _Preemption:
-  """Turns SIGTERM into a flag the loop checks, so it can save before it exits."""
-
-  def __init__(self):
-    self.requested = False
-    self._previous = None
-
-  def __enter__(self):
-    try:
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
-    except ValueError:  # not the main thread (e.g. a notebook worker): no handler
-      self._previous = None
-    return self
-
-  def _handle(self, signum, frame):
-    del signum, frame
-    self.requested = True
-
-  def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
 
 
 def _to_global(mesh, batch):
@@ -180,7 +156,11 @@ def train_and_evaluate(config, workdir: str, argv: list[str]) -> dict:
       check(pending)
       pending = None
 
-  with _Preemption() as preemption:
+  with interrupts.watch(ckpt.directory) as interrupted:
+    if _any_process(interrupted.requested):  # during start-up: nothing new to save
+      ckpt.close()
+      record.close()
+      interrupted.exit_before_training()
     while step < setup.total_steps:
       batch = next(batches)
       lr = schedule(step)
@@ -222,17 +202,15 @@ def train_and_evaluate(config, workdir: str, argv: list[str]) -> dict:
         progress.note(f"step {step}: validation top-1 error {last_eval['top1_error']:.2f}%, "
                       f"top-5 {last_eval['top5_error']:.2f}%")
         window['time'] += time.time() - eval_start  # images/s counts training time only
-      # Several processes agree on a preemption at logging steps (the save is collective);
+      # Several processes agree on an interrupt at logging steps (the save is collective);
       # one process acts on it at once.
       if (jax.process_count() == 1 or step % config.log_every_steps == 0) and _any_process(
-          preemption.requested):
+          interrupted.requested):
         settle()
-        save(step, force=True)
+        save(step, {'val_error': last_eval['top1_error']} if evaluated else None, force=True)
         ckpt.close()
         record.close()
-        _print(f'SIGTERM: saved step {step} to {ckpt.directory}; run the same command to '
-               'resume.')
-        sys.exit(143)
+        interrupted.exit_saved(step)
       if step < setup.total_steps and evaluated:
         # A checkpoint at every evaluation, carrying its error: the best one can be kept.
         settle()
@@ -258,6 +236,8 @@ def train_and_evaluate(config, workdir: str, argv: list[str]) -> dict:
     save(step, {'val_error': final.get('val_top1_error', math.inf)}, force=True)
   ckpt.close()
   record.close()
+  if interrupted.requested:  # during the final evaluation: the run finished first
+    interrupted.exit_finished(step)
   return final
 
 

@@ -102,8 +102,14 @@ def _run(config, *, mode: str, workdir: str | None, argv: list[str],
   except fileio.WriteFailed as e:  # a full disk: the path, the last checkpoint, what to do
     if show_traceback:
       traceback.print_exc()
-    sys.exit(checkpoint.write_failed_message(e, os.path.join(workdir, 'checkpoints')
-                                             if mode == 'train' else None))
+    if mode != 'train':
+      sys.exit(checkpoint.write_failed_message(e, None))
+    print(checkpoint.write_failed_message(e, os.path.join(workdir, 'checkpoints')),
+          file=sys.stderr, flush=True)
+    # Not through the interpreter's shutdown, where the failed save's threads (orbax's) would
+    # still be failing, each with a traceback. Everything written is whole, as after a kill.
+    sys.stdout.flush()
+    os._exit(1)  # pylint: disable=protected-access
   except (pipeline.DatasetError, parallel.LayoutError, tracking.WorkdirError,
           train.TrainingError, checkpoint.CheckpointError, OSError) as e:
     # OSError: a disk that is full or a folder that may not be written, named by the error.

@@ -45,12 +45,13 @@ logging.getLogger('absl').addFilter(_QuietPeriodicSaves())
 
 
 class _QuietWriteFailures(logging.Filter):
-  """A save that fails to write (e.g. a full disk) is logged by orbax with its traceback, once
-  per thread of the save; `Checkpoints` raises it as one fileio.WriteFailed naming the
-  checkpoint, which ends the command with one line (`--verbosity=1` shows the traceback)."""
+  """A save that fails to write (e.g. a full disk) is logged with its traceback by orbax, once
+  per thread of the save, and by asyncio, once per task of it; `Checkpoints` raises it as one
+  fileio.WriteFailed naming the checkpoint, which ends the command with one line
+  (`--verbosity=1` shows the traceback)."""
 
   def filter(self, record):
-    if 'orbax' not in record.pathname:
+    if record.name != 'asyncio' and 'orbax' not in record.pathname:
       return True
     error = record.exc_info[1] if record.exc_info else None
     return not ((error is not None and fileio.write_failure(error))
@@ -58,6 +59,7 @@ class _QuietWriteFailures(logging.Filter):
 
 
 logging.getLogger('absl').addFilter(_QuietWriteFailures())
+logging.getLogger('asyncio').addFilter(_QuietWriteFailures())
 
 
 class CheckpointError(RuntimeError):

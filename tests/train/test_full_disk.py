@@ -2,8 +2,9 @@
 
 The workdir is a small disk of its own (a tmpfs, tests/disk_testlib.py; skipped where
 mounting is not permitted: tests/record/test_full_disk.py injects the same failures at each
-writer). Once checkpoint 4 is committed, a file takes all the space left; whichever write
-comes next (metrics.jsonl, the TensorBoard events, a checkpoint) stops the run.
+writer). Once checkpoint 4 is committed and the (asynchronous) save of step 6 has begun, a file
+takes all the space left: that save fails, and whichever write shows it first (the save's
+threads, metrics.jsonl, the TensorBoard events) stops the run.
 """
 
 import errno
@@ -12,7 +13,7 @@ import re
 
 from tests import disk_testlib
 from tests.train_testlib import (losses, main_args, resumed_step, run_main, start_main,
-                                 wait_for_checkpoint)
+                                 wait_for, wait_for_checkpoint)
 
 
 def test_a_full_disk_is_one_line_and_the_rerun_resumes_exactly(reference_run, tiny_data,
@@ -23,6 +24,8 @@ def test_a_full_disk_is_one_line_and_the_rerun_resumes_exactly(reference_run, ti
     checkpoints = os.path.join(workdir, 'checkpoints')
     process = start_main(main_args(tiny_data, workdir))
     wait_for_checkpoint(workdir, 4, process)
+    wait_for(lambda: [n for n in os.listdir(checkpoints) if n.startswith('6.')], process,
+             'the save of step 6 started')
     disk_testlib.fill(disk)
     out, err = process.communicate(timeout=600)
     assert process.returncode == 1, out[-2000:] + err[-3000:]

@@ -53,4 +53,8 @@ def main(argv):
 
 if __name__ == '__main__':
   logging.getLogger('jax._src.xla_bridge').setLevel(logging.WARNING)
-  app.run(main, flags_parser=cli_flags.parse_flags)
+  try:
+    app.run(main, flags_parser=cli_flags.parse_flags)
+  except KeyboardInterrupt:  # before the command began (its imports): nothing to save yet
+    print('Interrupted before the command started: nothing was changed.', file=sys.stderr)
+    sys.exit(130)

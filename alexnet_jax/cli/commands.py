@@ -7,6 +7,7 @@ no traceback; `--verbosity=1` adds the traceback.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import traceback
@@ -29,11 +30,30 @@ def workdir_problem(workdir: str) -> str | None:
   return None
 
 
-def run(config, *, mode: str, workdir: str | None, argv: list[str],
-        distributed: dict | None = None, images: list[str] | None = None,
-        output: str | None = None, search_images: int = 0, topology: str | None = None,
-        show_traceback: bool = False) -> int:
-  """Runs `mode`; returns the exit status (errors the user can fix exit with one line)."""
+def run(config, *, mode: str, workdir: str | None, **kwargs) -> int:
+  """Runs `mode`; returns the exit status (errors the user can fix exit with one line).
+
+  Ctrl-C: training saves first (alexnet_jax/train/interrupts.py: the handler is installed
+  here, so that a Ctrl-C during start-up is seen too); any other mode, which has nothing to
+  save, stops with one line. Either way the status is 130.
+  """
+  watching = contextlib.nullcontext()
+  if mode == 'train':
+    from alexnet_jax.train import interrupts
+    watching = interrupts.watch(os.path.join(workdir, 'checkpoints') if workdir else None)
+  try:
+    with watching:
+      return _run(config, mode=mode, workdir=workdir, **kwargs)
+  except KeyboardInterrupt:
+    print(f'Interrupted: --mode={mode} stopped before it finished (what it writes is written '
+          'whole or not at all); run the same command again.', file=sys.stderr, flush=True)
+    return 130
+
+
+def _run(config, *, mode: str, workdir: str | None, argv: list[str],
+         distributed: dict | None = None, images: list[str] | None = None,
+         output: str | None = None, search_images: int = 0, topology: str | None = None,
+         show_traceback: bool = False) -> int:
   try:
     config_schema.check(config)  # every choice, once, before anything is read or compiled
   except config_schema.ConfigError as e:
@@ -53,6 +73,7 @@ def run(config, *, mode: str, workdir: str | None, argv: list[str],
     sys.exit(problem)
   from alexnet_jax import parallel
   from alexnet_jax.record import checkpoint
+  from alexnet_jax.record import fileio
   from alexnet_jax.train import loop as train
   from alexnet_jax.record import tracking
   from alexnet_jax.data import pipeline
@@ -66,6 +87,17 @@ def run(config, *, mode: str, workdir: str | None, argv: list[str],
       # jobs on one data dir wait for each other); ILSVRC-2012 is only checked.
       data_prepare.prepare(config.data)
     return _run_mode(config, mode, workdir, argv, images, output, search_images)
+  except fileio.WriteFailed as e:  # a full disk: the path, the last checkpoint, what to do
+    if show_traceback:
+      traceback.print_exc()
+    if mode != 'train':
+      sys.exit(checkpoint.write_failed_message(e, None))
+    print(checkpoint.write_failed_message(e, os.path.join(workdir, 'checkpoints')),
+          file=sys.stderr, flush=True)
+    # Not through the interpreter's shutdown, where the failed save's threads (orbax's) would
+    # still be failing, each with a traceback. Everything written is whole, as after a kill.
+    sys.stdout.flush()
+    os._exit(1)  # pylint: disable=protected-access
   except (pipeline.DatasetError, parallel.LayoutError, tracking.WorkdirError,
           train.TrainingError, checkpoint.CheckpointError, OSError) as e:
     # LayoutError also from the cluster's environment (SLURM without srun, ...). OSError: a

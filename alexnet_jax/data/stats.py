@@ -10,6 +10,7 @@ while it computes (prepare/data_lock.py), as whatever makes data does.
 
 import contextlib
 import os
+import sys
 
 from absl import app
 from absl import flags
@@ -26,6 +27,7 @@ def main(argv):
   from alexnet_jax.data.prepare import data_lock
   from alexnet_jax.data.prepare import stats
   from alexnet_jax import config_schema
+  from alexnet_jax.record import fileio
 
   data_config = _CONFIG.value.data
   try:
@@ -37,6 +39,18 @@ def main(argv):
       stats.compute_and_save(data_config)
   except DatasetError as e:  # A message for a person, not a traceback.
     raise SystemExit(f'error: {e}') from None
+  except fileio.WriteFailed as e:  # e.g. a full disk
+    raise SystemExit(f'error: {e}. {e.remedy}, then run the same command again.') from None
+  except KeyboardInterrupt:
+    print('Interrupted: the stats were not written (the file is replaced whole or not at '
+          'all); run the same command again.', file=sys.stderr)
+    raise SystemExit(130) from None
+  except fileio.WriteFailed as e:  # e.g. a full disk
+    raise SystemExit(f'error: {e}. {e.remedy}, then run the same command again.') from None
+  except KeyboardInterrupt:
+    print('Interrupted: the stats were not written (the file is replaced whole or not at '
+          'all); run the same command again.', file=sys.stderr)
+    raise SystemExit(130) from None
 
 
 if __name__ == '__main__':

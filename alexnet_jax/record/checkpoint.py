@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import weakref
 
 import jax
 from jax.experimental import multihost_utils
@@ -41,6 +42,24 @@ class _QuietPeriodicSaves(logging.Filter):
 
 
 logging.getLogger('absl').addFilter(_QuietPeriodicSaves())
+
+
+class _QuietWriteFailures(logging.Filter):
+  """A save that fails to write (e.g. a full disk) is logged with its traceback by orbax, once
+  per thread of the save, and by asyncio, once per task of it; `Checkpoints` raises it as one
+  fileio.WriteFailed naming the checkpoint, which ends the command with one line
+  (`--verbosity=1` shows the traceback)."""
+
+  def filter(self, record):
+    if record.name != 'asyncio' and 'orbax' not in record.pathname:
+      return True
+    error = record.exc_info[1] if record.exc_info else None
+    return not ((error is not None and fileio.write_failure(error))
+                or fileio.quoted_write_failure(record.getMessage()))
+
+
+logging.getLogger('absl').addFilter(_QuietWriteFailures())
+logging.getLogger('asyncio').addFilter(_QuietWriteFailures())
 
 
 class CheckpointError(RuntimeError):
@@ -131,11 +150,59 @@ def inspect_state(state) -> tuple[dict[str, str], list[str]]:
   return checksums, [name for name, ok in zip(names, finite) if not ok]
 
 
+_OPEN = weakref.WeakSet()  # the Checkpoints of this process not closed yet
+
+
+def last_committed(directory: str, wait: bool = True) -> int | None:
+  """The newest step whose checkpoint is complete in `directory` (None if none), once the saves
+  this process has in flight are finished or failed (unless not `wait`).
+
+  Orbax writes a checkpoint into `N.orbax-checkpoint-tmp*` and renames it to `N` when it is
+  complete, so a folder named by a number is a committed checkpoint (its integrity is checked
+  when it is restored).
+  """
+  for checkpoints in list(_OPEN) if wait else []:
+    try:
+      checkpoints.manager.wait_until_finished()
+    except Exception:  # pylint: disable=broad-except  (its failure is being reported)
+      pass
+  steps = [int(name) for name in _listing(directory)
+           if name.isdigit() and os.path.isdir(os.path.join(directory, name))]
+  return max(steps) if steps else None
+
+
+def _listing(directory: str) -> list[str]:
+  try:
+    return os.listdir(directory)
+  except OSError:
+    return []
+
+
+def write_failed_message(error: fileio.WriteFailed, directory: str | None) -> str:
+  """The one line that ends a command stopped by `error`: what could not be written, the last
+  good checkpoint in `directory` (a training run's; None for other commands), what to do."""
+  if directory is None:
+    return f'{error}. {error.remedy}, then run the same command again.'
+  step = last_committed(directory)
+  if step is None:
+    return (f'{error}. Nothing written before is damaged; no checkpoint was saved yet. '
+            f'{error.remedy}, then run the same command to start again.')
+  return (f'{error}. Nothing written before is damaged; the last good checkpoint is step '
+          f'{step} ({directory}). {error.remedy}, then run the same command to resume from it.')
+
+
 class Checkpoints:
-  """Saves every N steps (asynchronously) and keeps the last `keep` plus the best by error."""
+  """Saves every N steps (asynchronously) and keeps the last `keep` plus the best by error.
+
+  A save that cannot be written (a full disk; with asynchronous saves this shows at the next
+  save, `wait` or `close`) raises fileio.WriteFailed naming the checkpoint's folder; orbax
+  leaves its unfinished `N.orbax-checkpoint-tmp*` folder, which the next start removes, and
+  every committed checkpoint stays as it was.
+  """
 
   def __init__(self, directory: str, *, keep: int, keep_best: int, async_save: bool = True):
     self.directory = os.path.abspath(directory)
+    self._saving = self.directory  # the folder of the save in flight, for naming its failure
     preserve = [policies.LatestN(n=keep)]
     if keep_best:
       # Lower validation error is better (orbax ranks ascending and keeps the top, hence
@@ -157,6 +224,7 @@ class Checkpoints:
         self.directory, options=options,
         item_handlers={'state': ocp.StandardCheckpointHandler(),
                        'record': ocp.JsonCheckpointHandler()})
+    _OPEN.add(self)
 
   def steps(self) -> list[int]:
     return sorted(self.manager.all_steps())
@@ -171,13 +239,18 @@ class Checkpoints:
     checksums, not_finite = inspect_state(state)
     if not_finite:
       raise NotFiniteError(not_finite)
-    self.manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state),
-        record=ocp.args.JsonSave({**record, 'checksums': checksums})),
-        metrics=metrics, force=force)
+    self.wait()  # orbax waits for the save before anyway; a failure of it names its own step
+    self._saving = os.path.join(self.directory, str(step))
+    with fileio.writing(self._saving):
+      self.manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state),
+          record=ocp.args.JsonSave({**record, 'checksums': checksums})),
+          metrics=metrics, force=force)
 
   def wait(self) -> None:
-    self.manager.wait_until_finished()
+    """Waits for the save in flight; fileio.WriteFailed if it could not be written."""
+    with fileio.writing(self._saving):
+      self.manager.wait_until_finished()
 
   def restore_latest(self, abstract_state):
     """(step, state, record) of the newest good checkpoint, or None if there is none at all.
@@ -234,8 +307,9 @@ class Checkpoints:
     self.manager.reload()
 
   def close(self) -> None:
-    self.manager.wait_until_finished()
+    self.wait()
     self.manager.close()
+    _OPEN.discard(self)
 
 
 def _move_aside(path: str, problem: str) -> None:

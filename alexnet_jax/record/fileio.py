@@ -3,13 +3,92 @@
 Every record file is either replaced atomically (`write_atomic`: a temporary file in the same
 folder, flushed and fsynced, then renamed over the old one, so a reader sees the old or the new
 content, never a part) or appended to. Nothing here imports JAX or TensorFlow.
+
+A write that fails (a full disk, a quota, a read-only or forbidden folder) raises `WriteFailed`,
+which names the file; an append that fails leaves the file as it was. `writing(path)` turns the
+same failures inside other libraries' writers (orbax, TensorFlow), which raise their own error
+types and quote the system's message, into `WriteFailed` too, so that a command can end with
+one line naming what could not be written.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import tempfile
+
+
+class WriteFailed(OSError):
+  """`filename` (a file or folder) could not be written: `strerror` says why (e.g. a full disk).
+
+  An OSError, so code that catches OSError still does; the original error is its __cause__.
+  """
+
+  def __init__(self, path: str, code: int | None, reason: str):
+    super().__init__(code, reason, path)
+
+  def __str__(self) -> str:
+    return f'Could not write {self.filename}: {self.strerror}'
+
+  @property
+  def remedy(self) -> str:
+    """What to do about it, as the start of a sentence."""
+    if self.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+      return 'Free space there'
+    if self.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+      return 'Make it writable'
+    return 'Fix that'
+
+
+# Failures of a write that a person can fix (free space, a quota, permissions, the device),
+# as other libraries quote them: TensorStore (orbax) and TensorFlow raise their own error
+# types whose message holds the system's text, e.g. '... No space left on device'.
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES,
+                 errno.EPERM, errno.EIO)
+# Those only a write can meet: for a block that also reads (its other failures are not the
+# written file's).
+WRITE_ONLY_FAILURES = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS)
+
+
+def quoted_write_failure(text: str) -> int | None:
+  """The errno of `_WRITE_ERRNOS` whose system message `text` quotes, or None."""
+  for code in _WRITE_ERRNOS:
+    if os.strerror(code) in text:
+      return code
+  return None
+
+
+def write_failure(error: BaseException) -> tuple[int | None, str] | None:
+  """(errno, reason) if `error` is a failed write, else None: an OSError anywhere in its chain
+  of causes, or an error of another library whose message quotes one of `_WRITE_ERRNOS`."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, OSError):
+      return error.errno, error.strerror or str(error)
+    code = quoted_write_failure(str(error))
+    if code is not None:
+      return code, os.strerror(code)
+    error = error.__cause__ or error.__context__
+  return None
+
+
+@contextlib.contextmanager
+def writing(path, only: tuple[int, ...] | None = None):
+  """Turns a failed write inside the block (see `write_failure`; with `only`, those of these
+  errnos) into `WriteFailed(path)`; `path` may be a function that returns it (called only
+  then)."""
+  try:
+    yield
+  except WriteFailed:
+    raise
+  except Exception as e:  # pylint: disable=broad-except  (each library has its own types)
+    failure = write_failure(e)
+    if failure is None or (only is not None and failure[0] not in only):
+      raise
+    raise WriteFailed(path() if callable(path) else path, *failure) from e
 
 
 def _fsync_folder(folder: str) -> None:
@@ -39,6 +118,12 @@ def write_atomic(path: str, data: str | bytes) -> None:
   the owner-only mode of a temporary file, so results stay readable by the rest of a team.
   """
   folder = os.path.dirname(os.path.abspath(path))
+  with writing(path):
+    _replace(path, folder, data)
+  _fsync_folder(folder)
+
+
+def _replace(path: str, folder: str, data: str | bytes) -> None:
   fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.', suffix='.tmp', dir=folder)
   try:
     os.fchmod(fd, 0o666 & ~_umask())
@@ -53,7 +138,6 @@ def write_atomic(path: str, data: str | bytes) -> None:
     except OSError:
       pass
     raise
-  _fsync_folder(folder)
 
 
 def remove_temporaries(path: str) -> list[str]:
@@ -81,15 +165,23 @@ def write_json_atomic(path: str, value, **dump_kwargs) -> None:
 def append_line(path: str, line: str) -> None:
   """Appends `line` and a newline to `path` (made if missing), in one write to the file's end.
 
-  A kill can cut only this line short; `read_jsonl` finds such a torn last line.
+  A kill can cut only this line short; `read_jsonl` finds such a torn last line. A write that
+  fails (e.g. a full disk after part of the line) is undone: the file is cut back to its old
+  end (which needs no space), and WriteFailed names it.
   """
   data = (line.rstrip('\n') + '\n').encode()
-  fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-  try:
-    while data:
-      data = data[os.write(fd, data):]
-  finally:
-    os.close(fd)
+  with writing(path):
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+      end = os.lseek(fd, 0, os.SEEK_END)
+      try:
+        while data:
+          data = data[os.write(fd, data):]
+      except OSError:
+        os.ftruncate(fd, end)
+        raise
+    finally:
+      os.close(fd)
 
 
 class DamagedFile(ValueError):

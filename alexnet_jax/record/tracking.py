@@ -7,12 +7,15 @@
 
 Only process 0 writes; every file is replaced atomically or appended to, and a file that
 cannot be read back stops the run with one line (WorkdirError) before anything is written.
+A write that fails (a full disk) raises fileio.WriteFailed naming the file, TensorFlow's
+errors of the TensorBoard writer included; an append that fails leaves metrics.jsonl whole.
 A workdir that holds a run of a different config refuses a new one
 unless `config.allow_config_change` is set, so results of two configs never mix.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
@@ -204,14 +207,23 @@ class Workdir:
     row = {'step': int(step), **{k: _clean(v) for k, v in metrics.items()}}
     fileio.append_line(self.metrics_path, json.dumps(row))
     scalars = {k: v for k, v in row.items() if k != 'step' and isinstance(v, (int, float))}
-    self._tensorboard().write_scalars(int(step), scalars)
+    with fileio.writing(self._events_path):
+      self._tensorboard().write_scalars(int(step), scalars)
 
   def log_images(self, step: int, images: dict) -> None:
     """TensorBoard images: {name: uint8 [H, W, 3] or [N, H, W, 3]} (not in metrics.jsonl)."""
     if not self.is_writer:
       return
     batches = {k: v[None] if v.ndim == 3 else v for k, v in images.items()}
-    self._tensorboard().write_images(int(step), batches)
+    with fileio.writing(self._events_path):
+      self._tensorboard().write_images(int(step), batches)
+
+  def _events_path(self) -> str:
+    """The TensorBoard events file being written (the newest), for naming it in an error;
+    the workdir before there is one. TensorFlow buffers events and writes them at a later call
+    (or at close), where a full disk shows."""
+    events = glob.glob(os.path.join(self.path, 'events.out.tfevents.*'))
+    return max(events, key=os.path.getmtime) if events else self.path
 
   def final_row(self, step: int) -> dict | None:
     """The final-evaluation row logged at `step`, if the run got that far."""
@@ -251,5 +263,6 @@ class Workdir:
 
   def close(self) -> None:
     if self.writer is not None:
-      self.writer.flush()
-      self.writer.close()
+      with fileio.writing(self._events_path):
+        self.writer.flush()
+        self.writer.close()

@@ -16,8 +16,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import signal
-import sys
 import time
 
 import jax
@@ -31,37 +29,15 @@ from alexnet_jax.record import tracking
 from alexnet_jax.record.progress import Progress
 from alexnet_jax.train import durations
 from alexnet_jax.train import evaluate as evaluate_lib
+from alexnet_jax.train import interrupts
 from alexnet_jax.train import optim
 from alexnet_jax.train import restore
 from alexnet_jax.train import setup as setup_lib
 from alexnet_jax.train.setup import Setup, TrainingError
 
 
-class _Preemption:
-  """Turns SIGTERM into a flag the loop checks, so it can save before it exits."""
-
-  def __init__(self):
-    self.requested = False
-    self._previous = None
-
-  def __enter__(self):
-    try:
-      self._previous = signal.signal(signal.SIGTERM, self._handle)
-    except ValueError:  # not the main thread (e.g. a notebook worker): no handler
-      self._previous = None
-    return self
-
-  def _handle(self, signum, frame):
-    del signum, frame
-    self.requested = True
-
-  def __exit__(self, *exc):
-    if self._previous is not None:
-      signal.signal(signal.SIGTERM, self._previous)
-
-
 class _Preempted(Exception):
-  """Raised once the preemption save of `step` is made."""
+  """Raised once the save of `step` asked for by a signal is made."""
 
   def __init__(self, step: int):
     super().__init__(step)
@@ -72,12 +48,12 @@ class _LossNotFinite(Exception):
   pass
 
 
-def _preemption_requested(preemption: _Preemption, step: int, log_every: int) -> bool:
-  """Whether to save and stop after `step`. Several processes agree on it at logging steps (the
-  save is collective); one process acts on it at once."""
+def _preemption_requested(interrupted: interrupts.Interrupts, step: int, log_every: int) -> bool:
+  """Whether to save and stop after `step` (SIGTERM or Ctrl-C). Several processes agree on it
+  at logging steps (the save is collective); one process acts on it at once."""
   if jax.process_count() > 1 and step % log_every:
     return False
-  return _any_process(preemption.requested)
+  return _any_process(interrupted.requested)
 
 
 def _any_process(flag: bool) -> bool:
@@ -207,21 +183,24 @@ def train_and_evaluate(config, workdir: str, argv: list[str]) -> dict:
     _print(f'{workdir} holds a finished run (step {start}); its results are in '
            'metrics.jsonl. Evaluate it again with --mode=eval, or train on in a new workdir.')
     return finished
-  try:
-    with _Preemption() as preemption:
-      state = _train(run, state, start, preemption)
-  except _Preempted as preempted:
+  with interrupts.watch(run.ckpt.directory) as interrupted:
+    if _any_process(interrupted.requested):  # during start-up: nothing new to save
+      run.close()
+      interrupted.exit_before_training()
+    try:
+      state = _train(run, state, start, interrupted)
+    except _Preempted as preempted:
+      run.close()
+      interrupted.exit_saved(preempted.step)
+    except _LossNotFinite as e:
+      raise run.stopped(str(e)) from None
+    end = max(start, setup.total_steps)
+    final = _final_evaluation(run, state, end)
+    if start < setup.total_steps or run.ckpt.steps()[-1:] != [end]:
+      run.save(end, state, {'val_error': final.get('val_top1_error', math.inf)}, force=True)
     run.close()
-    _print(f'SIGTERM: saved step {preempted.step} to {run.ckpt.directory}; run the same '
-           'command to resume.')
-    sys.exit(143)
-  except _LossNotFinite as e:
-    raise run.stopped(str(e)) from None
-  end = max(start, setup.total_steps)
-  final = _final_evaluation(run, state, end)
-  if start < setup.total_steps or run.ckpt.steps()[-1:] != [end]:
-    run.save(end, state, {'val_error': final.get('val_top1_error', math.inf)}, force=True)
-  run.close()
+    if interrupted.requested:  # during the final evaluation: the run finished first
+      interrupted.exit_finished(end)
   return final
 
 
@@ -245,9 +224,9 @@ def _restore_or_init(run: _Run) -> tuple[int, dict, dict | None]:
   return start, state, None
 
 
-def _train(run: _Run, state, start: int, preemption: _Preemption):
+def _train(run: _Run, state, start: int, interrupted: interrupts.Interrupts):
   """Steps from `start` to the end of the run; returns the last state. _Preempted once saved,
-  if a preemption is requested."""
+  if a signal asked to stop."""
   config, setup = run.config, run.setup
   batches = _train_batches(config, setup, start)
   progress = Progress(config.progress, setup.total_steps, setup.steps_per_epoch, start)
@@ -259,14 +238,14 @@ def _train(run: _Run, state, start: int, preemption: _Preemption):
     window.hand_over(step, metrics)  # checks the step before, while this one runs
     if step == start:
       window.restart_clock()  # the first step compiles: time the windows from its end
-    _after_step(run, window, progress, preemption, state, step + 1, lr)
+    _after_step(run, window, progress, interrupted, state, step + 1, lr)
   window.settle()
   progress.close()
   return state
 
 
-def _after_step(run: _Run, window: _Window, progress: Progress, preemption: _Preemption,
-                state, step: int, lr: float) -> None:
+def _after_step(run: _Run, window: _Window, progress: Progress,
+                interrupted: interrupts.Interrupts, state, step: int, lr: float) -> None:
   """The host's work once `step` updates are made: log, evaluate, checkpoint, or preemption."""
   config, total = run.config, run.setup.total_steps
   log = step % config.log_every_steps == 0 or step == total
@@ -283,9 +262,9 @@ def _after_step(run: _Run, window: _Window, progress: Progress, preemption: _Pre
   if evaluate:
     with window.paused():
       evaluation = _evaluate(run, state, step, progress)
-  if _preemption_requested(preemption, step, config.log_every_steps):
+  if _preemption_requested(interrupted, step, config.log_every_steps):
     window.settle()
-    run.save(step, state, force=True)
+    run.save(step, state, evaluation and {'val_error': evaluation['top1_error']}, force=True)
     raise _Preempted(step)
   if evaluation is not None:
     # A checkpoint at every evaluation, carrying its error: the best one can be kept.

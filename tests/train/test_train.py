@@ -2,7 +2,8 @@
 
 Every run is a real `python main.py` process on 4 simulated CPU devices (mesh (2, 2): the two
 columns on two devices, two data-parallel replicas), reading the miniature ImageNet through the
-real imagenet2012 TFDS builder.
+real imagenet2012 TFDS builder (tests/train_testlib.py); the dataset and the uninterrupted
+reference run are made once (tests/train/conftest.py).
 """
 
 import json
@@ -10,62 +11,18 @@ import os
 import re
 import signal
 import subprocess
-import sys
-import time
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-STEPS = 12
-
-
-@pytest.fixture(scope='module')
-def tiny_data(tmp_path_factory):
-  """The built-in dataset at 6 images per class (60 train+val images), made once."""
-  return str(tmp_path_factory.mktemp('mini'))
-
-
-def _args(data_dir, workdir, *extra):
-  return [sys.executable, 'main.py', '--config=configs/alexnet.py:quickstart',
-          f'--workdir={workdir}', f'--config.data.data_dir={data_dir}',
-          '--config.data.mini.images_per_class=6', '--config.data.resize_size=72',
-          '--config.model.input_size=67', '--config.model.width=0.125',
-          '--config.batch_size=8', f'--config.num_steps={STEPS}', '--config.log_every_steps=1',
-          '--config.eval.every_steps=6', '--config.eval.batch_size=8',
-          '--config.eval.final_views=(1,10)', '--config.checkpoint.every_steps=4',
-          '--config.schedule.name=constant', '--config.data.shuffle_buffer=16',
-          '--config.progress=lines', '--config.data.shards=2', *extra]
-
-
-def _env(**extra):
-  env = dict(os.environ)
-  env['XLA_FLAGS'] = '--xla_force_host_platform_device_count=4'
-  env['TF_CPP_MIN_LOG_LEVEL'] = '2'
-  env.update(extra)
-  return env
-
-
-def _run(args, env=None, timeout=600):
-  result = subprocess.run(args, cwd=ROOT, env=env or _env(), capture_output=True, text=True,
-                          timeout=timeout)
-  return result
-
-
-def _rows(workdir):
-  with open(os.path.join(workdir, 'metrics.jsonl')) as f:
-    return [json.loads(line) for line in f if line.strip()]
-
-
-def _losses(workdir):
-  return {r['step']: r['loss'] for r in _rows(workdir) if 'loss' in r}
-
-
-@pytest.fixture(scope='module')
-def reference_run(tiny_data, tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp('reference'))
-  result = _run(_args(tiny_data, workdir))
-  assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-  return workdir, result.stdout
+from tests.train_testlib import ROOT, STEPS
+from tests.train_testlib import losses as _losses
+from tests.train_testlib import main_args as _args
+from tests.train_testlib import main_env as _env
+from tests.train_testlib import metric_rows as _rows
+from tests.train_testlib import resumed_step as _resumed_step
+from tests.train_testlib import run_main as _run
+from tests.train_testlib import wait_for_checkpoint as _wait_for_checkpoint
+from tests.train_testlib import wait_for_step as _wait_for_step
 
 
 def test_trains_and_records(reference_run):
@@ -102,39 +59,6 @@ def test_eval_mode_evaluates_the_checkpoint(reference_run, tiny_data):
   final = [r for r in _rows(workdir) if 'val_top1_error' in r][-1]
   assert f'step {STEPS}, 1 view(s), 6 examples: top-1 error {final["val_top1_error"]:.2f}%' in (
       result.stdout)
-
-
-def _wait_for_step(workdir, step, process, timeout=300):
-  deadline = time.time() + timeout
-  path = os.path.join(workdir, 'metrics.jsonl')
-  while time.time() < deadline:
-    if process.poll() is not None:
-      raise AssertionError('the run ended before it could be killed')
-    if os.path.exists(path) and any(r.get('step', 0) >= step and 'loss' in r
-                                    for r in _rows(workdir)):
-      return
-    time.sleep(0.05)
-  raise AssertionError(f'step {step} never came')
-
-
-def _wait_for_checkpoint(workdir, step, process, timeout=300):
-  """Waits until checkpoint `step` is committed: orbax writes it into a temporary folder and
-  renames that to `checkpoints/<step>` once complete, so the folder's name is the event."""
-  deadline = time.time() + timeout
-  path = os.path.join(workdir, 'checkpoints', str(step))
-  while time.time() < deadline:
-    if os.path.isdir(path):
-      return
-    if process.poll() is not None:
-      raise AssertionError(f'the run ended before checkpoint {step} was committed')
-    time.sleep(0.05)
-  raise AssertionError(f'checkpoint {step} was never committed')
-
-
-def _resumed_step(stdout):
-  match = re.search(r'Resumed from step (\d+)', stdout)
-  assert match, stdout[-3000:]
-  return int(match.group(1))
 
 
 def test_resume_after_kill_is_exact(reference_run, tiny_data, tmp_path):

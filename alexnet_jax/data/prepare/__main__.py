@@ -5,6 +5,8 @@ TensorFlow loads only after absl has parsed the flags, so that --verbosity sets 
 (alexnet_jax/data/tf_env.py); by default it is quiet.
 """
 
+import sys
+
 from absl import app
 from absl import flags
 from ml_collections import config_flags
@@ -24,6 +26,7 @@ def main(argv):
   from alexnet_jax.data.errors import DatasetError
   from alexnet_jax.data.prepare import prepare
   from alexnet_jax import config_schema
+  from alexnet_jax.record import fileio
 
   data_config = _CONFIG.value.data
   try:
@@ -31,6 +34,13 @@ def main(argv):
     info = prepare.prepare(data_config, make_large=True, overwrite=_OVERWRITE.value)
   except DatasetError as e:  # A message for a person, not a traceback.
     raise SystemExit(f'error: {e}') from None
+  except fileio.WriteFailed as e:  # e.g. a full disk
+    raise SystemExit(f'error: {e}. {e.remedy}, then run the same command again: it goes on '
+                     'from the last finished piece.') from None
+  except KeyboardInterrupt:
+    print('Interrupted: stopped before the data was ready; finished pieces are kept, and the '
+          'same command goes on from there.', file=sys.stderr)
+    raise SystemExit(130) from None
   print(f'Ready: {info.name}, {info.num_train} training images ({info.train_split}) and '
         f'{info.num_eval} for evaluation ({info.eval_split}), stored at '
         f'{data_config.resize_size}x{data_config.resize_size} in '

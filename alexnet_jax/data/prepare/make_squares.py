@@ -27,6 +27,7 @@ from alexnet_jax.data import squares
 from alexnet_jax.data import undecodable
 from alexnet_jax.data.errors import DatasetError
 from alexnet_jax.data.sources import cut, num_examples, read_in_order
+from alexnet_jax.record import fileio
 
 # Images per shard: ~60-120 MB of 256x256 JPEGs, 626 shards for ILSVRC-2012's training set.
 SHARD_EXAMPLES = 2048
@@ -150,8 +151,10 @@ def _make_split(original, split: str, manifest: dict, path: str, data_config, lo
   for (name, n), is_done in zip(plan['shards'], done):
     if not is_done:
       plan['undecodable'] = [u for u in plan['undecodable'] if not first <= u[0] < first + n]
-      bad = _write_shard(original, cut(segments, first, first + n), os.path.join(path, name),
-                         squaring, parallel, split, first, progress)
+      # A full disk, as TensorFlow's writer reports it too (reading errors stay as they are).
+      with fileio.writing(os.path.join(path, name), only=fileio.WRITE_ONLY_FAILURES):
+        bad = _write_shard(original, cut(segments, first, first + n), os.path.join(path, name),
+                           squaring, parallel, split, first, progress)
       plan['undecodable'] += bad
       squares.write_manifest(path, manifest)
     first += n

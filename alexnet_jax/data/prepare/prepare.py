@@ -20,6 +20,7 @@ themselves never make data; the streaming pipeline imports none of these command
 from __future__ import annotations
 
 import os
+import sys
 
 from alexnet_jax.data import commands
 from alexnet_jax.data import dataset

@@ -10,6 +10,7 @@ training loss, with the model's own masks given to the PyTorch net.
 """
 
 import ast
+import json
 import pathlib
 
 import jax
@@ -22,6 +23,7 @@ from flax import nnx
 from alexnet_jax import parallel
 from alexnet_jax.model import alexnet as model_lib
 from alexnet_jax.model import kernels as kernels_lib
+from alexnet_jax.record import tracking
 from configs.alexnet import get_config
 
 torch_reference = pytest.importorskip('tests.torch_reference')
@@ -99,6 +101,23 @@ def test_only_kernels_reads_the_backend_for_a_kernel():
         readers.add(str(path.relative_to(PACKAGE)))
   assert readers <= allowed, readers - allowed
   assert 'model/kernels.py' in readers
+
+
+def test_a_workdir_resumes_on_another_platform_and_from_before_the_field(tmp_path):
+  """model.platform picks kernels, not a net: a run resumes (and evaluates) under another
+  platform's kernels, and a workdir recorded before the field existed resumes too."""
+  workdir = str(tmp_path)
+  tracking.Workdir(workdir, get_config('quickstart'), []).close()
+  path = tmp_path / 'config.json'
+  saved = json.loads(path.read_text())
+  assert saved['model']['platform'] == 'auto'
+  del saved['model']['platform']
+  path.write_text(json.dumps(saved))
+  tracking.Workdir(workdir, get_config('quickstart'), []).close()
+  tpu = get_config('quickstart')
+  tpu.model.platform = 'tpu'
+  tracking.Workdir(workdir, tpu, []).close()
+  tracking.check_model_config(workdir, tpu)
 
 
 # ----------------------------------------------------------------------- the same numbers

@@ -3,9 +3,10 @@
 The net is built from the layer tables of layers.py and runs with the kernels kernels.py
 chooses, once, when the module is built (`AlexNet.kernels`, static: the graphdef carries it).
 
-Every parameter carries a leading COLUMN axis: conv kernels are [columns, kh, kw, in, out_per_column],
-fc kernels [columns, in, out_per_column], biases [columns, out_per_column]. The tree is the same
-whether both columns live on one device or each on its own (`column_axis`, see parallel.py).
+Every parameter carries a leading COLUMN axis: conv kernels are [columns, kh, kw, in,
+out_per_column], fc kernels [columns, in, out_per_column], biases [columns, out_per_column]. The
+tree is the same whether both columns live on one device or each on its own (`column_axis`, see
+parallel.py).
 
 Activations are NHWC with the columns' channels side by side ([..., columns * c]). A layer that
 sees "both columns" takes all of them; an "own column" layer gives column c only its own slice.

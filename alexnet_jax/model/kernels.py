@@ -186,5 +186,7 @@ def max_pool(x, window: int, stride: int, kernels: Kernels):
   numbers, forward and backward, either way."""
   if kernels.pool == 'written':
     return pooling.max_pool(x, window, stride)
-  return jax.lax.reduce_window(x, jnp.array(-jnp.inf, x.dtype), jax.lax.max, (1, window, window, 1),
+  # A Python -inf makes this lax's differentiable max-pool (reduce_window_max) in any dtype; an
+  # array init value would make it a generic reduce-window, which autodiff refuses.
+  return jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (1, window, window, 1),
                                (1, stride, stride, 1), 'VALID')

@@ -210,6 +210,7 @@ def train_and_evaluate(config, workdir: str, argv: list[str]) -> dict:
         save(step, {'val_error': last_eval['top1_error']} if evaluated else None, force=True)
         ckpt.close()
         record.close()
+        progress.close()
         interrupted.exit_saved(step)
       if step < setup.total_steps and evaluated:
         # A checkpoint at every evaluation, carrying its error: the best one can be kept.

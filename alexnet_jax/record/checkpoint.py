@@ -13,6 +13,10 @@ before the asynchronous write), and each
 restore recomputes it and checks that the whole state (parameters and optimizer state) is
 finite. A checkpoint that fails is moved aside to `N.corrupt`, with a warning, for the one
 before it; a state that is not finite is never saved.
+
+A save that cannot be written (a full disk) raises fileio.WriteFailed naming the checkpoint,
+and `write_failed_message` is the one line that ends the command: that path, the last good
+checkpoint, what to do.
 """
 
 from __future__ import annotations

@@ -102,7 +102,10 @@ class Interrupts:
 
   def _watch(self, reader: socket.socket) -> None:
     while True:
-      for signum in reader.recv(64):
+      received = reader.recv(64)
+      if not received:  # closed
+        return
+      for signum in received:
         if signum == _STOP_WATCHING:
           return
         if signum in SIGNALS:
@@ -132,7 +135,8 @@ class Interrupts:
       sys.stdout.flush()  # os._exit would drop what is buffered
     except (OSError, ValueError):
       pass
-    print(f'Interrupted again: stopped at once; {said}', file=sys.stderr, flush=True)
+    start = '\n' if sys.stderr.isatty() else ''  # after the ^C and the progress bar
+    print(f'{start}Interrupted again: stopped at once; {said}', file=sys.stderr, flush=True)
     os._exit(128 + signal.SIGINT)  # pylint: disable=protected-access
 
   def _signal(self) -> int:
@@ -168,6 +172,19 @@ class Interrupts:
 
 
 _active: Interrupts | None = None
+
+
+def _forget_wakeup_in_child() -> None:
+  """A process forked from this one (with a Ctrl-C, the terminal signals it too) must not
+  write its signals to this one's watcher: they would count as a second Ctrl-C here."""
+  if _active is not None and _active._watcher is not None:  # pylint: disable=protected-access
+    try:
+      signal.set_wakeup_fd(-1)
+    except ValueError:
+      pass
+
+
+os.register_at_fork(after_in_child=_forget_wakeup_in_child)
 
 
 @contextlib.contextmanager

@@ -265,6 +265,7 @@ def _after_step(run: _Run, window: _Window, progress: Progress,
   if _preemption_requested(interrupted, step, config.log_every_steps):
     window.settle()
     run.save(step, state, evaluation and {'val_error': evaluation['top1_error']}, force=True)
+    progress.close()  # the bar ends before the line that says what was saved
     raise _Preempted(step)
   if evaluation is not None:
     # A checkpoint at every evaluation, carrying its error: the best one can be kept.

@@ -143,3 +143,22 @@ def test_ctrl_c_in_a_data_command_is_one_line(command, monkeypatch, capsys):
   err = capsys.readouterr().err
   assert len(err.splitlines()) == 1 and err.startswith('Interrupted: '), err
 
+
+
+def test_a_second_sigterm_is_ignored_and_the_handlers_are_put_back():
+  """In this process: the first signal is a flag; a second SIGTERM (a scheduler repeating
+  itself) does not stop the save it asked for; leaving puts the handlers back."""
+  from alexnet_jax.train import interrupts
+  before = {s: signal.getsignal(s) for s in interrupts.SIGNALS}
+  this = types.SimpleNamespace(pid=os.getpid(), poll=lambda: None)
+  with interrupts.watch() as interrupted:
+    with interrupts.watch() as inner:  # what the loop gets: the command's
+      assert inner is interrupted
+    for _ in range(2):
+      os.kill(this.pid, signal.SIGTERM)
+      wait_for(lambda: not _pending(this.pid, signal.SIGTERM), this, 'delivery', timeout=60)
+    wait_for(lambda: interrupted.requested, this, 'the flag', timeout=60)
+    assert interrupted.received == signal.SIGTERM
+  # Leaving waits for the watcher to have read every signal: this process is still here.
+  assert {s: signal.getsignal(s) for s in interrupts.SIGNALS} == before
+  assert signal.set_wakeup_fd(-1) == -1  # the watcher's socket is no longer written to

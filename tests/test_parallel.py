@@ -6,6 +6,7 @@ compile in seconds, with every layer and every exchange of the paper's net prese
 be larger than 1x1, or a wrong flattening order at fc6's input would go unnoticed.
 """
 
+import itertools
 import re
 
 import jax
@@ -178,19 +179,77 @@ _COLLECTIVE = re.compile(
     r'(?P<attrs>.*)$')
 
 
-def _groups(attrs):
-  explicit = re.search(r'replica_groups=\{((?:\{[\d,]*\},?)*)\}', attrs)
-  if explicit:
-    return frozenset(frozenset(int(i) for i in g.split(',') if i)
-                     for g in re.findall(r'\{([\d,]*)\}', explicit.group(1)))
-  iota = re.search(r'replica_groups=\[([\d,]+)\]<=\[([\d,]+)\](?:T\(([\d,]+)\))?', attrs)
-  if iota:
-    shape = [int(i) for i in iota.group(1).split(',')]
-    ids = np.arange(np.prod(shape)).reshape([int(i) for i in iota.group(2).split(',')])
-    if iota.group(3):
-      ids = ids.transpose([int(i) for i in iota.group(3).split(',')])
-    return frozenset(frozenset(row) for row in ids.reshape(shape).tolist())
-  return None
+def _span_groups(ids, span):
+  """The groups of `ids` (an array shaped like a mesh) that differ only along the axes in
+  `span`: the devices a collective over those mesh axes joins."""
+  kept = [i for i in range(ids.ndim) if i not in span]
+  moved = ids.transpose(kept + list(span))
+  return moved.reshape(-1, int(np.prod(moved.shape[len(kept):]))).tolist()
+
+
+def _explicit_groups(match, size):
+  """`{{0,1},{2,3}}`: the groups as listed; `{}` means one group of every device."""
+  groups = re.findall(r'\{([\d,]*)\}', match.group(1))
+  return [[int(i) for i in g.split(',') if i] for g in groups] or [list(range(size))]
+
+
+def _iota_groups(match, size):
+  """`[2,2]<=[4]T(1,0)`: an iota of the ids, reshaped to the dims after `<=`, transposed by
+  T, then read as [groups, group size]."""
+  ids = np.arange(size).reshape([int(i) for i in match.group(2).split(',')])
+  if match.group(3):
+    ids = ids.transpose([int(i) for i in match.group(3).split(',')])
+  return ids.reshape([int(i) for i in match.group(1).split(',')]).tolist()
+
+
+def _mesh_axes_groups(match, size):
+  """`mesh['data'=2,'model'=2] {'model'}`: the ids in iota order on that mesh, grouped along
+  the axes in braces."""
+  axes = [re.fullmatch(r"'?([^'=]+)'?=(\d+)", a) for a in match.group(1).split(',')]
+  assert all(axes), match.group(0)
+  names = [a.group(1) for a in axes]
+  grouped = [g.strip().strip("'") for g in match.group(2).split(',') if g.strip()]
+  sizes = [int(a.group(2)) for a in axes]
+  assert set(grouped) <= set(names) and np.prod(sizes) == size, match.group(0)
+  ids = np.arange(size).reshape(sizes)
+  return _span_groups(ids, [names.index(g) for g in grouped])
+
+
+# The forms XLA prints replica groups in: an explicit list (jaxlib 0.10), an iota, and the
+# mesh axes (jaxlib 0.12). Sub-axes ('model':(1)2) and a mesh with its own device order
+# (`, device_ids=(...)`) are forms too, not seen here: they fail like any unknown form.
+_REPLICA_GROUPS = [
+    (re.compile(r'replica_groups=\{((?:\{[\d,]*\},?)*)\}'), _explicit_groups),
+    (re.compile(r'replica_groups=\[([\d,]+)\]<=\[([\d,]+)\](?:T\(([\d,]+)\))?'), _iota_groups),
+    (re.compile(r"replica_groups=mesh\[([\w',=]+)\] \{([\w', ]*)\}"), _mesh_axes_groups),
+]
+
+
+def _groups(attrs, size):
+  """The replica groups of one collective, as sets of logical device ids.
+
+  A missing or unknown form fails here, naming the text: read as 'no axis' it would only show
+  up as a wrong count, far from the cause.
+  """
+  for pattern, read in _REPLICA_GROUPS:
+    match = pattern.search(attrs)
+    if match:
+      groups = read(match, size)
+      assert sorted(i for g in groups for i in g) == list(range(size)), match.group(0)
+      return frozenset(frozenset(g) for g in groups)
+  raise AssertionError(f'replica groups missing or in an unknown form: {attrs}')
+
+
+def _axis_names(mesh):
+  """Each way of grouping the mesh's devices, named by the mesh axes it spans: 'data',
+  'model', 'data+model'. Smaller spans first, so that a size-1 axis adds nothing to a name."""
+  positions = np.arange(mesh.size).reshape(mesh.devices.shape)
+  names = {}
+  for count in range(1, positions.ndim + 1):
+    for span in itertools.combinations(range(positions.ndim), count):
+      groups = frozenset(frozenset(g) for g in _span_groups(positions, span))
+      names.setdefault(groups, '+'.join(mesh.axis_names[i] for i in span))
+  return names
 
 
 def _dims(shape_text):
@@ -201,18 +260,18 @@ def _dims(shape_text):
 def collectives(hlo_text, mesh):
   """Each collective of the optimized HLO as (op, axis, phase, result shapes, operand count).
 
-  axis: 'model' or 'data' from the replica groups (the mesh's rows / columns of device ids),
+  axis: the mesh axes its replica groups span ('model', 'data'). The ids in replica groups are
+  logical: positions in the executable's device assignment, which for a function jitted over a
+  mesh is mesh.devices.flat, whatever the devices' own ids.
   phase: 'backward' when JAX's metadata says it comes from a transpose, else 'forward'.
   """
-  ids = np.vectorize(lambda d: d.id)(mesh.devices)
-  axes = {frozenset(frozenset(row) for row in ids.tolist()): 'model',
-          frozenset(frozenset(col) for col in ids.T.tolist()): 'data'}
+  axes = _axis_names(mesh)
   found = []
   for line in hlo_text.splitlines():
     match = _COLLECTIVE.search(line)
     if not match:
       continue
-    groups = _groups(match.group('attrs'))
+    groups = _groups(match.group('attrs'), mesh.size)
     axis = axes.get(groups, f'other {groups}')
     op_name = re.search(r'op_name="([^"]*)"', line)
     phase = 'backward' if op_name and 'transpose(' in op_name.group(1) else 'forward'
@@ -226,6 +285,34 @@ def _count(found):
   for op, axis, phase, _, operands in found:
     counts[(op, axis, phase)] = counts.get((op, axis, phase), 0) + operands
   return counts
+
+
+@pytest.mark.parametrize('text, axis', [
+    ('replica_groups={{0,1},{2,3}}', 'model'),  # jaxlib 0.10
+    ('replica_groups={{0,2},{1,3}}', 'data'),
+    ('replica_groups={}', 'data+model'),
+    ('replica_groups=[2,2]<=[4]', 'model'),
+    ('replica_groups=[2,2]<=[2,2]T(1,0)', 'data'),
+    ("replica_groups=mesh['data'=2,'model'=2] {'model'}", 'model'),  # jaxlib 0.12
+    ("replica_groups=mesh['data'=2,'model'=2] {'data'}", 'data'),
+    ("replica_groups=mesh['data'=2,'model'=2] {'data','model'}", 'data+model'),
+])
+def test_every_replica_group_form_names_the_same_axes(text, axis):
+  """Each form XLA prints replica groups in names the mesh axes alike, not only the installed
+  jaxlib's form."""
+  mesh = _mesh(2, 2)
+  attrs = f', channel_id=1, {text}, dimensions={{1}}, use_global_device_ids=true'
+  assert _axis_names(mesh)[_groups(attrs, mesh.size)] == axis
+
+
+@pytest.mark.parametrize('text', [
+    "replica_groups=mesh['data'=4] {'data':(1)2}",
+    "replica_groups=mesh['data'=2,'model'=2], device_ids=(3,2,1,0) {'model'}",
+    'source_target_pairs={{0,1},{1,0}}',
+])
+def test_unknown_replica_group_forms_fail_naming_the_text(text):
+  with pytest.raises(AssertionError, match=re.escape(text)):
+    _groups(f', channel_id=1, {text}', 4)
 
 
 def _compiled_train_step(graphdef, params, batch, cfg, mesh):

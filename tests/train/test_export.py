@@ -1,15 +1,13 @@
 """The train and eval steps lower for CUDA and TPU, from this CPU, with the accelerators' kernels.
 
-`jax.export` traces and lowers the jitted steps the loop runs (train/setup.py's
-make_train_step; train/evaluate.py's make_eval_step over parallel.make_logits_fn) for
+`jax.export` traces and lowers the jitted steps the loop runs (train/steps.py's `build`) for
 platforms this machine does not have, from abstract shapes carrying the run's shardings: the
 paper's full-shape net on one device, and on the 4 simulated devices as a 2 x 2 mesh (its two
 columns on two devices, the batch split over the two pairs), in float32 and bfloat16. Nothing
 is compiled or run. The StableHLO must hold what the platform's kernels and the layout promise:
 the grouped convolution of the accelerators' kernels (one device), the all-gathers where the
 split columns exchange activations and their transposes, the sums over the data-parallel pairs,
-bfloat16 convolutions under model.dtype=bfloat16. The steps are built here from train/setup.py
-and train/evaluate.py as the loop builds them (`_steps`)."""
+bfloat16 convolutions under model.dtype=bfloat16."""
 
 import re
 
@@ -21,8 +19,7 @@ from jax.sharding import PartitionSpec as P
 
 from alexnet_jax import parallel
 from alexnet_jax.data import device_preprocess
-from alexnet_jax.train import evaluate
-from alexnet_jax.train import setup as train_setup
+from alexnet_jax.train import steps as steps_lib
 from configs.alexnet import get_config
 
 BATCH = 8
@@ -51,18 +48,11 @@ def _transform(config):
 
 
 def _steps(config):
-  """(mesh, abstract train state with shardings, train_step, eval_step), built as the loop
-  builds them, without data or parameters."""
-  mesh = parallel.make_mesh(config.mesh, config.model,
-                            jax.devices()[:config.mesh.model * config.mesh.data])
-  graphdef, abstract = train_setup.abstract_state(config)
-  shardings = train_setup.state_shardings(mesh, abstract)
-  abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                          abstract, shardings)
-  transform = _transform(config)
-  train_step = train_setup.make_train_step(config, mesh, graphdef, shardings, transform)
-  logits_fn = parallel.make_logits_fn(graphdef, mesh, config.model)
-  return mesh, abstract, train_step, evaluate.make_eval_step(logits_fn, transform)
+  """(mesh, abstract train state with shardings, train_step, eval_step), from `steps.build`,
+  the loop's own builder, without data or parameters."""
+  devices = jax.devices()[:config.mesh.model * config.mesh.data]
+  steps = steps_lib.build(config, _transform(config), devices)
+  return steps.mesh, steps.abstract_state, steps.train_step, steps.eval_step
 
 
 def _batch_arg(mesh, shape, dtype):

@@ -3,7 +3,9 @@
     config.json      the resolved config (what `--config` and the overrides made)
     run.json         command line, git commit and whether the tree was dirty, per start
     metrics.jsonl    one JSON object per logged step or evaluation
-    events.out.*     TensorBoard event files (via clu)
+    events.out.*     TensorBoard event files (via clu): the same metrics, conv1's kernels, and
+                     at the end the config as hyperparameters (TensorBoard's HParams dashboard
+                     at a sweep's root lists its runs side by side, with their final metrics)
 
 Only process 0 writes; every file is replaced atomically or appended to, and a file that
 cannot be read back stops the run with one line (WorkdirError) before anything is written.
@@ -70,6 +72,20 @@ def _diff(old: dict, new: dict, prefix: str = '') -> list[str]:
     elif a != b:
       out.append(f'{prefix}{k}: {a!r} -> {b!r}')
   return out
+
+
+def flat_config(config) -> dict[str, bool | int | float | str]:
+  """The resolved config as TensorBoard hyperparameters: dotted keys, scalar values (tuples and
+  lists as their Python text, None as 'None')."""
+  def flatten(tree: dict, prefix: str):
+    for key, value in tree.items():
+      if isinstance(value, dict):
+        yield from flatten(value, f'{prefix}{key}.')
+      elif isinstance(value, (bool, int, float, str)):
+        yield f'{prefix}{key}', value
+      else:
+        yield f'{prefix}{key}', str(tuple(value) if isinstance(value, list) else value)
+  return dict(flatten(_config_json(config), ''))
 
 
 def _clean(value):
@@ -224,6 +240,14 @@ class Workdir:
     (or at close), where a full disk shows."""
     events = glob.glob(os.path.join(self.path, 'events.out.tfevents.*'))
     return max(events, key=os.path.getmtime) if events else self.path
+
+  def log_hparams(self, config) -> None:
+    """The config as TensorBoard hyperparameters (once a run has its final metrics, which are
+    its last scalars: the HParams dashboard shows them beside the config)."""
+    if not self.is_writer:
+      return
+    with fileio.writing(self._events_path):
+      self._tensorboard().write_hparams(flat_config(config))
 
   def final_row(self, step: int) -> dict | None:
     """The final-evaluation row logged at `step`, if the run got that far."""

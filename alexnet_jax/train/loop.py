@@ -289,7 +289,8 @@ def _evaluate(run: _Run, state, step: int, progress: Progress) -> dict:
 
 
 def _final_evaluation(run: _Run, state, step: int) -> dict:
-  """Every view count of `eval.final_views`, printed and logged; returns the final metrics."""
+  """Every view count of `eval.final_views`, printed and logged with the config (TensorBoard's
+  hyperparameters); returns the final metrics."""
   final = {}
   for views in run.config.eval.final_views:
     result = run_evaluation(run.config, run.setup, state['params'], views)
@@ -301,6 +302,7 @@ def _final_evaluation(run: _Run, state, step: int) -> dict:
            f'{result["top5_error"]:.2f}%')
   run.record.log(step, {'epoch': run.epoch(step), **final, 'wall_time': time.time()})
   run.record.log_images(step, {'conv1': figures.conv1_grid_image(state['params'])})
+  run.record.log_hparams(run.config)
   return final
 
 

@@ -1,6 +1,7 @@
 """End to end on a tiny scale: the study command (sweep with seeds, ensemble, figures, report,
-README block), TensorBoard's conv1 grid at each evaluation, and --mode=predict on the trained
-checkpoint, checked against the evaluation path."""
+README block), TensorBoard's conv1 grid at each evaluation and its hyperparameters beside the
+final metrics, and --mode=predict on the trained checkpoint, checked against the evaluation
+path."""
 
 import io
 import json
@@ -141,6 +142,54 @@ def test_tensorboard_has_the_conv1_grid_at_each_evaluation(study, seed0):
   with Image.open(io.BytesIO(png)) as image:
     np.testing.assert_array_equal(np.asarray(image.convert('RGB')),
                                   figures.conv1_grid(figures.conv1_kernels(net.params)))
+
+
+def _dotted(tree, prefix=''):
+  """config.json's fields as TensorBoard's hyperparameters name them: dotted paths."""
+  out = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      out.update(_dotted(value, f'{prefix}{key}.'))
+    else:
+      out[prefix + key] = value
+  return out
+
+
+def _hparams_and_events(workdir):
+  from tensorboard.backend.event_processing import event_accumulator
+  from tensorboard.plugins.hparams import metadata
+  events = event_accumulator.EventAccumulator(str(workdir), size_guidance={'tensors': 0})
+  events.Reload()
+  content = events.PluginTagToContent('hparams')
+  assert list(content) == [metadata.SESSION_START_INFO_TAG]  # one session, no experiment
+  info = metadata.parse_session_start_info_plugin_data(content[metadata.SESSION_START_INFO_TAG])
+  return info.hparams, events
+
+
+def test_tensorboard_at_the_sweep_root_lists_each_config_beside_its_final_metrics(study):
+  """Each run's session names its config.json, field by field (tuples as text), and its final
+  validation metrics are its last scalars: what the HParams dashboard shows side by side."""
+  from tensorboard.util import tensor_util
+  for seed in (0, 1):
+    workdir = study['root'] / 'baseline' / f'seed{seed}'
+    hparams, events = _hparams_and_events(workdir)
+    config = _dotted(json.loads((workdir / 'config.json').read_text()))
+    assert set(hparams) == set(config) and config['seed'] == seed
+    for name, value in config.items():
+      if isinstance(value, bool):
+        assert hparams[name].bool_value is value, name
+      elif isinstance(value, (int, float)):
+        assert hparams[name].number_value == value, name
+      else:  # text; lists (tuples in the config) as the tuple's text
+        assert hparams[name].string_value == str(
+            tuple(value) if isinstance(value, list) else value), name
+    assert hparams['eval.final_views'].string_value == '(1, 10)'
+    final = [r for r in _rows(workdir) if 'val_top1_error_10view' in r][-1]
+    for key in ('val_top1_error', 'val_top5_error', 'val_top1_error_10view',
+                'val_top5_error_10view'):
+      last = events.Tensors(key)[-1]
+      assert last.step == final['step'] == 12, key
+      assert float(tensor_util.make_ndarray(last.tensor_proto)) == pytest.approx(final[key])
 
 
 def test_predict_names_the_top5_like_evaluation(study, seed0, tmp_path):

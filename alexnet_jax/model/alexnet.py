@@ -15,12 +15,13 @@ and the layers that see both columns all-gather their input over that axis: exac
 where the paper's two GPUs talked (conv3, fc6, fc7, fc8).
 
 Precision (`model.dtype`): parameters are float32 and are cast to the compute dtype where a layer
-uses them, so their gradients and the optimizer stay float32. In bfloat16 the convolutions,
-matmuls, bias adds, activations, pooling, dropout and the columns' all-gathers run in bfloat16
-(XLA's GPU and TPU matmuls and convolutions accumulate their products in float32 and round the
-result); LRN computes its squares, window sums and power in float32 (lrn.py); the logits are
+uses them; the cast's transpose brings their gradients back to float32, so the optimizer and
+its state stay float32. In bfloat16 the convolutions, matmuls, bias adds, activations, pooling,
+dropout and the columns' all-gathers run in bfloat16, forward and backward (on GPU and TPU,
+XLA's bfloat16 matmuls and convolutions accumulate in float32 and round the result); LRN takes
+its squares, window sums, power and backward window sum in float32 (lrn.py); the logits are
 cast to float32 at the end of `__call__`, so the softmax, the loss and their sums over the batch
-(parallel.py, train/evaluate.py) run in float32.
+(parallel.py, train/evaluate.py) run in float32 (tests/model/test_precision.py checks where).
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ trained for 2 steps on one CPU device by the train step the loop runs, saved wit
 with a fixed dropout key. tests/model/test_checkpoint_compat.py restores it with the current
 code and compares the logits, so checkpoints written by earlier code keep loading and giving
 the same numbers. The fixture committed was written by the code of the commit that added this
-script; rewrite it only when the checkpoint format is changed on purpose.
+script (before the model was split into layers, kernels and module), with jax 0.10.2; rewrite it
+only when the checkpoint format is changed on purpose.
 """
 
 import os
@@ -16,6 +17,8 @@ import shutil
 import sys
 
 os.environ.setdefault('CUDA_VISIBLE_DEVICES', '')
+# As the tests run (tests/conftest.py): XLA:CPU's numbers depend, in the last bit, on it.
+os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=4')
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 

@@ -5,7 +5,8 @@ written by tests/model/make_checkpoint_fixture.py with the code of the commit th
 (before the model was split into layers, kernels and module). Restored here with the loop's
 `Checkpoints` into the current code's abstract train state, the net must give those logits,
 at test time and with the same dropout key: the parameter tree, the layer arithmetic and the
-dropout masks are unchanged.
+dropout masks are unchanged. (Bitwise equal with the jaxlib they were written with; 1e-6 leaves
+room for another jaxlib's last bits, on logits of ~0.05.)
 """
 
 import os

@@ -77,19 +77,18 @@ def test_unknown_platform_fails_with_the_choices():
 
 def test_the_graphdef_carries_the_kernels_and_the_parameters_do_not_change():
   """A step built from the graphdef alone runs the kernels chosen when the model was built:
-  the accelerators' grouped convolution appears in its HLO, not in the CPU kernels'."""
-  params = {}
+  the accelerators' grouped convolution appears in its HLO, not in the CPU kernels'. The
+  parameter tree (names, shapes, dtypes) is the same for every platform."""
+  trees = {}
   for platform in ('cpu', 'gpu'):
     cfg = _model_config('paper_small', platform=platform)
-    graphdef, params[platform] = nnx.split(model_lib.create_model(cfg, seed=3), nnx.Param)
-    assert nnx.merge(graphdef, params[platform]).kernels == kernels_lib.choose(cfg)
+    graphdef, params = nnx.split(nnx.eval_shape(lambda: model_lib.create_model(cfg)), nnx.Param)
+    assert nnx.merge(graphdef, params).kernels == kernels_lib.choose(cfg)
     images = jax.ShapeDtypeStruct((2, 99, 99, 3), jnp.float32)
-    hlo = jax.jit(lambda p, x: nnx.merge(graphdef, p)(x)).lower(params[platform],
-                                                                 images).as_text()
+    hlo = jax.jit(lambda p, x: nnx.merge(graphdef, p)(x)).lower(params, images).as_text()
     assert ('feature_group_count = 2' in hlo) == (platform == 'gpu'), platform
-  same = jax.tree.map(lambda a, b: a.shape == b.shape and bool(jnp.all(a == b)),
-                      nnx.to_pure_dict(params['cpu']), nnx.to_pure_dict(params['gpu']))
-  assert all(jax.tree.leaves(same))
+    trees[platform] = jax.tree.map(lambda a: (a.shape, a.dtype), nnx.to_pure_dict(params))
+  assert trees['cpu'] == trees['gpu']
 
 
 def test_only_kernels_reads_the_backend_for_a_kernel():
@@ -212,10 +211,9 @@ def _assert_close(got, want, what, tolerance, gradients='elementwise'):
 CASES = [
     # net, batch, model.platform, model.conv_impl, mesh (data, model)
     ('paper', 2, 'gpu', 'auto', (1, 1)),              # the full shape, grouped convolutions
-    ('paper_small', 4, 'gpu', 'split', (1, 1)),       # the accelerators' kernels, split convs
     ('paper_small', 4, 'tpu', 'auto', (2, 2)),        # each column on its own device
-    ('quickstart', 4, 'tpu', 'auto', (1, 1)),
-    ('quickstart', 4, 'gpu', 'auto', (1, 2)),
+    ('quickstart', 4, 'gpu', 'split', (1, 1)),        # the accelerators' kernels, split convs
+    ('quickstart', 4, 'tpu', 'auto', (1, 2)),
 ]
 
 

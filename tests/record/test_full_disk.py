@@ -153,12 +153,13 @@ def test_tensorboard_events_on_a_full_disk_name_the_events_file(tmp_path):
 
 def test_stored_squares_and_stats_on_a_full_disk_are_one_line_then_resume(
     data_folder, tmp_path, monkeypatch, capsys):
+  import importlib
   from alexnet_jax.data import locations
-  from alexnet_jax.data import make_squares
   from alexnet_jax.data import pipeline
-  from alexnet_jax.data import prepare
   from alexnet_jax.data import squares
   from alexnet_jax.data import stats
+  from alexnet_jax.data.prepare import make_squares
+  prepare = importlib.import_module('alexnet_jax.data.prepare.__main__')
   config = copy.deepcopy(data_folder)
   config.data_dir = str(tmp_path / 'data')
   flag = types.SimpleNamespace(value=types.SimpleNamespace(data=config))  # --config=...

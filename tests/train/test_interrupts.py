@@ -124,17 +124,23 @@ def test_ctrl_c_in_eval_mode_is_one_line(reference_run, tiny_data):
 
 
 @pytest.mark.parametrize('command', ['prepare', 'stats'])
-def test_ctrl_c_in_a_data_command_is_one_line(command, monkeypatch, capsys):
-  from alexnet_jax.data import prepare
-  from alexnet_jax.data import stats
-  module = {'prepare': prepare, 'stats': stats}[command]
+def test_ctrl_c_in_a_data_command_is_one_line(command, monkeypatch, capsys, tmp_path):
+  import importlib
+  from alexnet_jax.data import stats as stats_command
+  from alexnet_jax.data.prepare import prepare as prepare_lib
+  from alexnet_jax.data.prepare import stats as stats_lib
+  from configs.alexnet import get_config
+  prepare_command = importlib.import_module('alexnet_jax.data.prepare.__main__')
+  module, work, name = {'prepare': (prepare_command, prepare_lib, 'prepare'),
+                        'stats': (stats_command, stats_lib, 'compute_and_save')}[command]
 
   def interrupted(*args, **kwargs):
     raise KeyboardInterrupt
 
-  monkeypatch.setattr(module, 'prepare' if command == 'prepare' else 'compute_and_save',
-                      interrupted)
-  config = types.SimpleNamespace(value=types.SimpleNamespace(data=None))
+  monkeypatch.setattr(work, name, interrupted)
+  data = get_config('quickstart').data
+  data.data_dir = str(tmp_path / 'data')
+  config = types.SimpleNamespace(value=types.SimpleNamespace(data=data))
   monkeypatch.setattr(module, '_CONFIG', config, raising=False)
   monkeypatch.setattr(module, '_OVERWRITE', types.SimpleNamespace(value=False), raising=False)
   with pytest.raises(SystemExit) as stopped:
@@ -142,7 +148,6 @@ def test_ctrl_c_in_a_data_command_is_one_line(command, monkeypatch, capsys):
   assert stopped.value.code == STATUS
   err = capsys.readouterr().err
   assert len(err.splitlines()) == 1 and err.startswith('Interrupted: '), err
-
 
 
 def test_a_second_sigterm_is_ignored_and_the_handlers_are_put_back():

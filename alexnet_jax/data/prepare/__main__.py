@@ -13,9 +13,6 @@ from ml_collections import config_flags
 
 from alexnet_jax.data import tf_env
 
-_CONFIG = config_flags.DEFINE_config_file('config', 'configs/alexnet.py', 'Config file.')
-_OVERWRITE = flags.DEFINE_bool('overwrite', False,
-                               'Prepare the originals again even if already prepared.')
 
 
 def main(argv):
@@ -48,5 +45,8 @@ def main(argv):
         + (f'; stats {info.stats_file}' if info.stats_file else ''))
 
 
-if __name__ == '__main__':
+if __name__ == '__main__':  # the flags are the command's (tests import `main` without them)
+  _CONFIG = config_flags.DEFINE_config_file('config', 'configs/alexnet.py', 'Config file.')
+  _OVERWRITE = flags.DEFINE_bool('overwrite', False,
+                                 'Prepare the originals again even if already prepared.')
   app.run(main)

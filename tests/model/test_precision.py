@@ -15,7 +15,7 @@ from flax import nnx
 from alexnet_jax import parallel
 from alexnet_jax.data import device_preprocess
 from alexnet_jax.model import alexnet as model_lib
-from alexnet_jax.train import setup as train_setup
+from alexnet_jax.train import steps as steps_lib
 from configs.alexnet import get_config
 
 SIZE = 99
@@ -95,12 +95,10 @@ def losses():
       mean=np.float32(120.0), input_scale=1 / 60, pca_scales=None, pca_vectors=None, pca_std=0.0)
   for dtype in ('float32', 'bfloat16'):
     config = _config(dtype)
-    mesh = parallel.make_mesh(config.mesh, config.model, jax.devices()[:1])
-    graphdef, state = train_setup.init_state(config)
-    shardings = train_setup.state_shardings(mesh, state)
-    state = jax.device_put(state, shardings)
-    step_fn = train_setup.make_train_step(config, mesh, graphdef, shardings, transform)
-    batch = parallel.global_batch(mesh, _batch())
+    steps = steps_lib.build(config, transform, jax.devices()[:1])
+    state = steps.init_state()
+    step_fn = steps.train_step
+    batch = parallel.global_batch(steps.mesh, _batch())
     values = []
     for step in range(STEPS):
       state, metrics = step_fn(state, batch, jnp.float32(0.01), jnp.int32(step))

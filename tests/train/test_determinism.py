@@ -12,6 +12,7 @@ in one process to stay fast: compiling dominates a run this small.)
 import json
 import os
 
+from alexnet_jax.data.prepare import prepare
 from alexnet_jax.train import loop
 from configs.alexnet import get_config
 
@@ -48,7 +49,9 @@ def test_two_runs_of_one_command_give_the_same_losses(tmp_path):
   data_dir = str(tmp_path / 'data')
   losses = []
   for name in ('first', 'second'):
-    loop.train_and_evaluate(_config(data_dir), str(tmp_path / name), argv=[])
+    config = _config(data_dir)
+    prepare.prepare(config.data, log=lambda *_: None)  # as the training command does first
+    loop.train_and_evaluate(config, str(tmp_path / name), argv=[])
     losses.append(_losses(str(tmp_path / name)))
   assert sorted(losses[0]) == list(range(1, STEPS + 1))
   assert len(set(losses[0].values())) == STEPS  # the net trains: every step's loss differs

@@ -353,7 +353,7 @@ def distributed_args(coordinator_address: str | None = None, num_processes: int 
     missing = [v for v in needed if v not in env]
     if missing:
       raise LayoutError(f'SLURM_NTASKS={env["SLURM_NTASKS"]} but {", ".join(missing)} unset: '
-                        'start each process with srun (one task per host or per device).')
+                        'start each process with srun (one task per GPU).')
     return DistributedArgs('slurm', {'cluster_detection_method': 'slurm'})
   hosts = env.get('TPU_PROCESS_ADDRESSES') or env.get('TPU_WORKER_HOSTNAMES') or ''
   if tpu or len([h for h in hosts.split(',') if h.strip()]) > 1:

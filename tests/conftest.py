@@ -1,14 +1,29 @@
-"""Shared test setup: simulated CPU devices and quiet TensorFlow.
+"""Shared test setup: simulated CPU devices, quiet TensorFlow, one compilation cache.
 
 Four CPU devices are simulated for the multi-device tests; this must happen before JAX starts.
 """
 
 import os
+import shutil
 import sys
+import tempfile
 
 os.environ.setdefault('XLA_FLAGS', '--xla_force_host_platform_device_count=4')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('CUDA_VISIBLE_DEVICES', '')
+
+# One JAX compilation cache for the session, inherited by every process the suite starts: the
+# end-to-end tests run main.py dozens of times on the same tiny net, and each run would compile
+# the same programs again (two thirds of a tiny run's CPU). A new folder each session, removed at
+# its end: nothing built by other code is ever served. JAX keys each entry by the program and
+# its compile options, so a run is what it would be without the cache (the tests that compare
+# runs bit for bit hold with it). A size limit turns on JAX's file lock, so that processes that
+# start at once never read an entry another is still writing.
+_COMPILATION_CACHE = tempfile.mkdtemp(prefix='alexnet-jax-test-xla-cache-')
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', _COMPILATION_CACHE)
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
+os.environ.setdefault('JAX_COMPILATION_CACHE_MAX_SIZE', str(8 << 30))
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
@@ -18,6 +33,11 @@ import numpy as np
 import pytest
 
 from tests.data_testlib import DATA_SYNSETS, data_bad_images, data_config, data_encode, data_random_image  # noqa: E402
+
+
+def pytest_unconfigure(config):
+  del config
+  shutil.rmtree(_COMPILATION_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope='session')

@@ -14,6 +14,7 @@ sys.path.insert(0, ROOT)
 from absl import app  # noqa: E402
 
 import main  # noqa: E402
+from alexnet_jax.cli import flags as cli_flags  # noqa: E402
 from alexnet_jax.record import checkpoint  # noqa: E402
 
 KILL_STEP = int(sys.argv.pop(1))
@@ -29,4 +30,4 @@ def save_then_die(self, step, *args, **kwargs):
 checkpoint.Checkpoints.save = save_then_die
 
 if __name__ == '__main__':
-  app.run(main.main, flags_parser=main.parse_flags)
+  app.run(main.main, flags_parser=cli_flags.parse_flags)

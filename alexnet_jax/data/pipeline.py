@@ -20,11 +20,13 @@ imports none of them.
 
 from __future__ import annotations
 
+import atexit
 import re
+import weakref
 from collections.abc import Iterator
 
 import numpy as np
-from alexnet_jax.data.tf_setup import tf
+from alexnet_jax.data.tf_setup import plain, tf
 
 from alexnet_jax import config_schema
 from alexnet_jax.data import image_ops
@@ -52,7 +54,29 @@ def parallel_calls(data_config) -> int:
   return tf.data.AUTOTUNE if data_config.parallel_calls < 0 else int(data_config.parallel_calls)
 
 
+# The batch iterators not yet finished. A tf.data iterator fed by Python (the training order's
+# from_generator) that is still alive when the interpreter finalizes can hang the process: its
+# threads wait for a Python that is shutting down (tensorflow/tensorflow#22632). They are closed
+# at exit instead, while Python still runs.
+_LIVE = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_iterators() -> None:
+  for batches in list(_LIVE):
+    batches.close()
+
+
 def _numpy_batches(streams: list[tf.data.Dataset], keys: tuple[str, ...], dataset: Dataset,
+                   segments: list[list[sources.Segment]], what: str, check_decoded: bool,
+                   kept_as: str) -> Iterator[dict[str, np.ndarray]]:
+  """`_batches`, closed at exit if still open."""
+  batches = _batches(streams, keys, dataset, segments, what, check_decoded, kept_as)
+  _LIVE.add(batches)
+  return batches
+
+
+def _batches(streams: list[tf.data.Dataset], keys: tuple[str, ...], dataset: Dataset,
                    segments: list[list[sources.Segment]], what: str, check_decoded: bool,
                    kept_as: str) -> Iterator[dict[str, np.ndarray]]:
   """The batches of the tf.data `streams` (stacked in order when several; `segments[j]` are
@@ -126,7 +150,7 @@ def train_dataset(dataset: Dataset, *, image_size: int, global_batch_size: int, 
   def window(ids, shuffle_seed, skip, first_position, end_position):
     """(stream position, record) of the window's examples from `skip` on."""
     ds = tf.data.Dataset.from_tensor_slices(ids).interleave(
-        read, cycle_length=window_chunks, block_length=1, num_parallel_calls=window_chunks,
+        plain(read), cycle_length=window_chunks, block_length=1, num_parallel_calls=window_chunks,
         deterministic=True)
     ds = ds.shuffle(int(data_config.shuffle_buffer), seed=shuffle_seed).skip(skip)
     return tf.data.Dataset.zip(tf.data.Dataset.range(first_position, end_position), ds)
@@ -145,8 +169,8 @@ def train_dataset(dataset: Dataset, *, image_size: int, global_batch_size: int, 
     return {'image': crop, 'label': label, 'decoded': decoded, 'segment': segment,
             'position': position}
 
-  ds = plans.flat_map(window)
-  ds = ds.map(decode, num_parallel_calls=parallel_calls(data_config), deterministic=True)
+  ds = plans.flat_map(plain(window))
+  ds = ds.map(plain(decode), num_parallel_calls=parallel_calls(data_config), deterministic=True)
   ds = ds.batch(local_batch, drop_remainder=True).prefetch(int(data_config.prefetch))
   return ds.with_options(_options(data_config))
 
@@ -206,7 +230,7 @@ def eval_dataset(dataset: Dataset, *, image_size: int, global_batch_size: int, v
             'segment': segment, 'position': position}
 
   ds = sources.read_in_order(dataset.source, segments)
-  ds = ds.map(decode, num_parallel_calls=parallel_calls(data_config), deterministic=True)
+  ds = ds.map(plain(decode), num_parallel_calls=parallel_calls(data_config), deterministic=True)
   # Padding (mask False) fills the last batches, so every process yields the same batch count.
   padding = {'image': black, 'label': tf.constant(0, tf.int64), 'mask': tf.constant(False),
              'decoded': tf.constant(True), 'segment': tf.constant(0, tf.int64),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-from alexnet_jax.data.tf_setup import tf
+from alexnet_jax.data.tf_setup import plain, tf
 import tensorflow_datasets as tfds
 
 
@@ -90,8 +90,8 @@ def segment_reader(source: Source, segments: list[Segment]):
     return tf.data.Dataset.zip(
         source.read(keys[i], starts[i], counts[i]),
         tf.data.Dataset.range(positions[i], positions[i] + counts[i])).map(
-            lambda record, position: (*record, i, position))
-  return read
+            plain(lambda record, position: (*record, i, position)))
+  return plain(read)
 
 
 def read_in_order(source: Source, segments: list[Segment]) -> tf.data.Dataset:
@@ -124,7 +124,7 @@ class RecordFilesSource(Source):
     return out
 
   def read(self, key, start, count):
-    return tf.data.TFRecordDataset(key).skip(start).take(count).map(self._parse)
+    return tf.data.TFRecordDataset(key).skip(start).take(count).map(plain(self._parse))
 
 
 class TableSource(Source):
@@ -163,7 +163,7 @@ class TableSource(Source):
     ds = tf.data.Dataset.from_tensor_slices(
         (self._values[start:stop], self._labels[start:stop], self._names[start:stop]))
     if self._are_paths:
-      ds = ds.map(lambda path, label, name: (tf.io.read_file(path), label, name))
+      ds = ds.map(plain(lambda path, label, name: (tf.io.read_file(path), label, name)))
     return ds
 
 

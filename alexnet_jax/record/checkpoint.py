@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 import weakref
 
 import jax
@@ -64,6 +65,34 @@ class _QuietWriteFailures(logging.Filter):
 
 logging.getLogger('absl').addFilter(_QuietWriteFailures())
 logging.getLogger('asyncio').addFilter(_QuietWriteFailures())
+
+
+def _closed_loop(error: BaseException | None) -> bool:
+  return isinstance(error, RuntimeError) and str(error) == 'Event loop is closed'
+
+
+def _quiet_orphaned_writes(excepthook, unraisablehook):
+  """(sys.excepthook, sys.unraisablehook) that log, not print, tensorstore's 'Event loop is
+  closed'. A save that fails (a full disk) ends orbax's event loop while tensorstore still has
+  writes of it in flight; each that finishes afterwards finds no loop to report to and prints
+  a traceback (through these hooks). The failure itself is raised once, as fileio.WriteFailed."""
+
+  def except_hook(kind, value, traceback):
+    if _closed_loop(value):
+      log.info('A write of a failed save finished after it: %s', value)
+    else:
+      excepthook(kind, value, traceback)
+
+  def unraisable_hook(unraisable):
+    if _closed_loop(unraisable.exc_value):
+      log.info('A write of a failed save finished after it: %s', unraisable.exc_value)
+    else:
+      unraisablehook(unraisable)
+
+  return except_hook, unraisable_hook
+
+
+sys.excepthook, sys.unraisablehook = _quiet_orphaned_writes(sys.excepthook, sys.unraisablehook)
 
 
 class CheckpointError(RuntimeError):

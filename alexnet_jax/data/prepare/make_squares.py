@@ -18,7 +18,7 @@ import os
 import sys
 import time
 
-from alexnet_jax.data.tf_setup import tf
+from alexnet_jax.data.tf_setup import plain, tf
 import tensorflow_datasets as tfds
 
 from alexnet_jax.data import image_ops
@@ -65,11 +65,11 @@ def _stored_or_empty(squaring: image_ops.Squaring, parallel: int):
   nothing can be decoded from becomes b'' (no TensorFlow log line: the caller reports it)."""
   def one(image, label, name):
     stored = (tf.data.Dataset.from_tensors(image)
-              .map(lambda b: image_ops.stored_square(b, squaring))
+              .map(plain(lambda b: image_ops.stored_square(b, squaring)))
               .ignore_errors(log_warning=False)
               .concatenate(tf.data.Dataset.from_tensors(tf.constant(b''))).take(1))
-    return stored.map(lambda s: (s, label, name))
-  return lambda ds: ds.interleave(one, cycle_length=parallel, block_length=1,
+    return stored.map(plain(lambda s: (s, label, name)))
+  return lambda ds: ds.interleave(plain(one), cycle_length=parallel, block_length=1,
                                   num_parallel_calls=parallel, deterministic=True)
 
 
@@ -78,7 +78,7 @@ def _write_shard(original, segments, path: str, squaring, parallel: int, split: 
   """Writes the squares of `segments` to `path` (via a temporary file); returns the
   undecodable ones as [position, name]."""
   ds = read_in_order(original, segments).map(
-      lambda image, label, name, *_: (image, label, name))
+      plain(lambda image, label, name, *_: (image, label, name)))
   ds = ds.apply(_stored_or_empty(squaring, parallel)).prefetch(64)
   # A name of this process's own: processes that make the same squares at once (several hosts
   # starting on a new dataset) write the same bytes, and each rename is whole.

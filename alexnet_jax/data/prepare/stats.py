@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
-from alexnet_jax.data.tf_setup import tf
+from alexnet_jax.data.tf_setup import plain, tf
 
 from alexnet_jax.data import locations
 from alexnet_jax.data import sources
@@ -35,7 +35,7 @@ def _images(source: sources.Source, segments, r: int):
     return square, decoded, segment, position, name
 
   return (sources.read_in_order(source, segments)
-          .map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+          .map(plain(decode), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
           .batch(64).prefetch(2))
 
 

@@ -10,9 +10,10 @@ whole command on a full disk: tests/train/test_full_disk.py.
 
 import copy
 import errno
-import gc
-import logging
+import json
 import os
+import subprocess
+import sys
 import types
 
 import jax
@@ -27,6 +28,7 @@ from configs.alexnet import get_config
 from tests import disk_testlib
 
 NO_SPACE = os.strerror(errno.ENOSPC)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _no_space(*args, **kwargs):
@@ -97,35 +99,58 @@ def _state(seed):  # 256 KB of noise (orbax compresses, noise does not shrink) i
   return {'w': w, 'b': w[0] + 1, 'step': jnp.uint32(seed)}
 
 
+# The save that fails, in a process of its own that then ends, as the command does: a failed
+# asynchronous save's writes may go on inside a process for a while, and the rerun is a new one.
+_FAILING_SAVE = """
+import gc, json, logging, sys
+sys.path[:0] = ['.']
+from alexnet_jax.record import checkpoint, fileio
+from tests import disk_testlib
+from tests.record.test_full_disk import _state
+directory, disk, async_save = sys.argv[1], sys.argv[2], sys.argv[3] == 'async'
+records = []
+handler = logging.Handler(logging.INFO)
+handler.emit = records.append
+for name in ('absl', 'asyncio', ''):
+  logging.getLogger(name).addHandler(handler)
+logging.getLogger('absl').setLevel(logging.INFO)
+saving = checkpoint.Checkpoints(directory, keep=3, keep_best=0, async_save=async_save)
+saving.save(1, _state(1), {'step': 1})
+saving.wait()
+disk_testlib.fill(disk)
+try:
+  saving.save(2, _state(2), {'step': 2})
+  saving.wait()  # an asynchronous save fails here (or at the next save, or close)
+  print(json.dumps({'error': None}))
+except fileio.WriteFailed as e:
+  del saving
+  gc.collect()  # asyncio reports the failures of the save's other tasks when they go
+  reports = [r for r in records if 'No space' in r.getMessage() + str(r.exc_info)]
+  print(json.dumps({'error': str(e), 'orbax_reports': len(reports),
+                    'message': checkpoint.write_failed_message(e, directory)}))
+"""
+
+
 @pytest.mark.parametrize('async_save', [False, True], ids=['sync', 'async'])
-def test_a_checkpoint_on_a_full_disk_names_it_and_the_one_before_stays(tmp_path, async_save,
-                                                                       caplog):
+def test_a_checkpoint_on_a_full_disk_names_it_and_the_one_before_stays(tmp_path, async_save):
   with disk_testlib.small_disk(tmp_path / 'disk', '1m') as disk:
     directory = os.path.join(disk, 'checkpoints')
-
-    def checkpoints():
-      return checkpoint.Checkpoints(directory, keep=3, keep_best=0, async_save=async_save)
-
-    saving = checkpoints()
-    saving.save(1, _state(1), {'step': 1})
-    saving.wait()
-    disk_testlib.fill(disk)
-    with caplog.at_level(logging.INFO):
-      with pytest.raises(fileio.WriteFailed) as failed:
-        saving.save(2, _state(2), {'step': 2})
-        saving.wait()  # an asynchronous save fails here (or at the next save, or close)
-      del saving
-      gc.collect()  # asyncio reports the failures of the save's other tasks when they go
-    assert str(failed.value) == f'Could not write {directory}/2: {NO_SPACE}'
+    failing = subprocess.run(
+        [sys.executable, '-c', _FAILING_SAVE, directory, disk, 'async' if async_save else 'sync'],
+        cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert failing.returncode == 0, failing.stderr[-3000:]
+    failed = json.loads(failing.stdout.splitlines()[-1])
+    assert failed['error'] == f'Could not write {directory}/2: {NO_SPACE}'
     # Orbax's own reports of it (a traceback per thread and task of the save) are left out.
-    assert not [r for r in caplog.records if NO_SPACE in r.getMessage() + str(r.exc_info)]
+    assert failed['orbax_reports'] == 0
     assert checkpoint.last_committed(directory) == 1
-    message = checkpoint.write_failed_message(failed.value, directory)
-    assert message == (f'Could not write {directory}/2: {NO_SPACE}. Nothing written before is '
-                       f'damaged; the last good checkpoint is step 1 ({directory}). Free space '
-                       'there, then run the same command to resume from it.')
+    assert failed['message'] == (
+        f'Could not write {directory}/2: {NO_SPACE}. Nothing written before is damaged; the last '
+        f'good checkpoint is step 1 ({directory}). Free space there, then run the same command '
+        'to resume from it.')
     disk_testlib.free(disk)
-    resumed = checkpoints()  # removes what the failed save left
+    resumed = checkpoint.Checkpoints(directory, keep=3, keep_best=0, async_save=async_save)
+    # (removing what the failed save left)
     step, state, record = resumed.restore_latest(jax.eval_shape(lambda: _state(0)))
     assert step == 1 and record == {'step': 1}
     for name, array in _state(1).items():

@@ -24,7 +24,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import sys
 import weakref
 
 import jax
@@ -34,65 +33,12 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
 from alexnet_jax.record import fileio
+from alexnet_jax.record import orbax_noise
 
 log = logging.getLogger(__name__)
 
 
-class _QuietPeriodicSaves(logging.Filter):
-  """Periodic saves carry no validation error by design (only evaluated ones do); orbax warns
-  about each of them, which would interleave with the progress lines."""
-
-  def filter(self, record):
-    return 'did not provide metrics' not in str(record.msg)
-
-
-logging.getLogger('absl').addFilter(_QuietPeriodicSaves())
-
-
-class _QuietWriteFailures(logging.Filter):
-  """A save that fails to write (e.g. a full disk) is logged with its traceback by orbax, once
-  per thread of the save, and by asyncio, once per task of it; `Checkpoints` raises it as one
-  fileio.WriteFailed naming the checkpoint, which ends the command with one line
-  (`--verbosity=1` shows the traceback)."""
-
-  def filter(self, record):
-    if record.name != 'asyncio' and 'orbax' not in record.pathname:
-      return True
-    error = record.exc_info[1] if record.exc_info else None
-    return not ((error is not None and fileio.write_failure(error))
-                or fileio.quoted_write_failure(record.getMessage()))
-
-
-logging.getLogger('absl').addFilter(_QuietWriteFailures())
-logging.getLogger('asyncio').addFilter(_QuietWriteFailures())
-
-
-def _closed_loop(error: BaseException | None) -> bool:
-  return isinstance(error, RuntimeError) and str(error) == 'Event loop is closed'
-
-
-def _quiet_orphaned_writes(excepthook, unraisablehook):
-  """(sys.excepthook, sys.unraisablehook) that log, not print, tensorstore's 'Event loop is
-  closed'. A save that fails (a full disk) ends orbax's event loop while tensorstore still has
-  writes of it in flight; each that finishes afterwards finds no loop to report to and prints
-  a traceback (through these hooks). The failure itself is raised once, as fileio.WriteFailed."""
-
-  def except_hook(kind, value, traceback):
-    if _closed_loop(value):
-      log.info('A write of a failed save finished after it: %s', value)
-    else:
-      excepthook(kind, value, traceback)
-
-  def unraisable_hook(unraisable):
-    if _closed_loop(unraisable.exc_value):
-      log.info('A write of a failed save finished after it: %s', unraisable.exc_value)
-    else:
-      unraisablehook(unraisable)
-
-  return except_hook, unraisable_hook
-
-
-sys.excepthook, sys.unraisablehook = _quiet_orphaned_writes(sys.excepthook, sys.unraisablehook)
+orbax_noise.install()  # orbax's and tensorstore's noise around a save, off the terminal
 
 
 class CheckpointError(RuntimeError):

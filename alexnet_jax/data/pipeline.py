@@ -77,8 +77,8 @@ def _numpy_batches(streams: list[tf.data.Dataset], keys: tuple[str, ...], datase
 
 
 def _batches(streams: list[tf.data.Dataset], keys: tuple[str, ...], dataset: Dataset,
-                   segments: list[list[sources.Segment]], what: str, check_decoded: bool,
-                   kept_as: str) -> Iterator[dict[str, np.ndarray]]:
+             segments: list[list[sources.Segment]], what: str, check_decoded: bool,
+             kept_as: str) -> Iterator[dict[str, np.ndarray]]:
   """The batches of the tf.data `streams` (stacked in order when several; `segments[j]` are
   those the j-th reads) as numpy, with only `keys`: 'image', 'label' (int32) and 'weight'
   (float32: 0 for an undecodable image) or 'mask'.

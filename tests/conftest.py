@@ -13,9 +13,8 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 os.environ.setdefault('CUDA_VISIBLE_DEVICES', '')
 
 # One JAX compilation cache per test process (each xdist worker makes its own), inherited by
-# every process it starts: the
-# end-to-end tests run main.py dozens of times on the same tiny net, and each run would compile
-# the same programs again (two thirds of a tiny run's CPU). A new folder each time, removed at
+# every process it starts: the end-to-end tests run main.py dozens of times on the same tiny net,
+# and each run would compile the same programs again (two thirds of a tiny run's CPU). A new folder each time, removed at
 # the end: nothing built by other code is ever served. JAX keys each entry by the program and
 # its compile options, so a run is what it would be without the cache (the tests that compare
 # runs bit for bit hold with it). A size limit turns on JAX's file lock, so that processes that

@@ -7,11 +7,42 @@ already says otherwise, e.g. because a command's entry set the log level from it
 before importing this.
 """
 
+import contextlib
+import signal
+import threading
+
 from alexnet_jax.data import tf_env
+
+
+@contextlib.contextmanager
+def _ctrl_c_after_import():
+  """A Ctrl-C that arrives while TensorFlow loads is raised when the import has finished.
+
+  A KeyboardInterrupt raised inside `import tensorflow` leaves TensorFlow half-initialised,
+  and some releases (TF 2.21) then abort the process (SIGABRT from their preload check)
+  instead of letting the command print its one line. Only the default handler (raise
+  KeyboardInterrupt) is held back; a handler of the command's own (training's Interrupts,
+  which only sets a flag) is left as it is.
+  """
+  if (threading.current_thread() is not threading.main_thread()
+      or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+    yield
+    return
+  received = []
+  signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+  try:
+    yield
+  finally:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+  if received:
+    raise KeyboardInterrupt
+
 
 tf_env.set_defaults()
 
-import tensorflow as tf  # noqa: E402
+with _ctrl_c_after_import():
+  import tensorflow as tf  # noqa: E402
+  import tensorflow_datasets  # noqa: E402,F401  (it loads much of TensorFlow's Python)
 
 try:
   tf.config.set_visible_devices([], 'GPU')

@@ -126,6 +126,7 @@ FIELDS = {
     'data.mean': OneOf(('image', 'channel', 'none')),
     'data.pca_noise': OneOf(('code', 'fb_resnet', 'stats', 'none')),
     'data.cache': OneOf(('none', 'memory')),
+    'data.squares_format': OneOf(('jpeg', 'raw')),
     # mesh (alexnet_jax/parallel.py)
     'mesh.model': OneOf({1: 'whole net on each device',
                          2: "one column per device, the paper's split", 0: '2 when possible'}),

@@ -159,6 +159,12 @@ def squares(d: ml_collections.ConfigDict) -> None:
   # chroma gains 0.5 for 32% more bytes and a slower decode (bench/RESULTS.md, docs/data.md).
   d.squares_quality = 90
   d.squares_dir = ''
+  # 'jpeg': the squares as JPEGs (~17-20 KB each on ImageNet; ILSVRC-2012 train ~25 GB); the
+  # host decodes each crop's window. 'raw': the same squares as their uint8 pixels (196 KB each
+  # at 256; ILSVRC-2012 train ~252 GB): the host only gathers whole squares into the batch and
+  # the crop and mirror run on the device, for hosts whose cores cannot decode as fast as their
+  # accelerators train (README, "CPU cores needed per accelerator"). The same crops either way.
+  d.squares_format = 'jpeg'
 
 
 def preprocessing(d: ml_collections.ConfigDict) -> None:

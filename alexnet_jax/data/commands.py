@@ -25,13 +25,14 @@ PAPER_DATA = {
     'dataset': 'imagenet2012', 'tfds_name': '', 'data_dir': '', 'manual_dir': '', 'folder': '',
     'train_split': 'train', 'eval_split': 'validation', 'resize_size': 256,
     'resize_method': 'bilinear', 'antialias': True, 'truncated_jpeg_fraction': 0.0,
-    'squares_dir': '', 'squares_quality': 90, 'stats_dir': '', 'stats_max_examples': 0}
+    'squares_dir': '', 'squares_quality': 90, 'squares_format': 'jpeg', 'stats_dir': '',
+    'stats_max_examples': 0}
 QUICKSTART_DATA = {
     'dataset': 'mini_imagenet', 'data_dir': '~/.cache/alexnet_jax/mini_imagenet',
     'manual_dir': '', 'train_split': 'train[:90%]', 'eval_split': 'train[90%:]',
     'resize_size': 128, 'resize_method': 'bilinear', 'antialias': True,
-    'truncated_jpeg_fraction': 0.0, 'squares_dir': '', 'squares_quality': 90, 'stats_dir': '',
-    'stats_max_examples': 0, 'mini.num_classes': 10, 'mini.images_per_class': 300,
+    'truncated_jpeg_fraction': 0.0, 'squares_dir': '', 'squares_quality': 90,
+    'squares_format': 'jpeg', 'stats_dir': '', 'stats_max_examples': 0, 'mini.num_classes': 10, 'mini.images_per_class': 300,
     'mini.min_side': 80, 'mini.max_side': 220, 'mini.jpeg_quality': 90, 'mini.seed': 0}
 _COMMAND_FIELDS = {
     PREPARE_COMMAND: (PAPER_DATA, tuple(PAPER_DATA)),

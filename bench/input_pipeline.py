@@ -1,34 +1,70 @@
-"""Images/s and images/s per core of the training input, on ImageNet-sized natural JPEGs.
+"""Images/s and images per CPU-second of the training input, on ImageNet-sized natural JPEGs.
 
-    python bench/input_pipeline.py [--images=300] [--seconds=6] [--rounds=3]
+    python bench/input_pipeline.py [--images=300] [--seconds=6] [--rounds=3] [--chroma=444]
+    python bench/input_pipeline.py --study=sizes     # how the originals were calibrated
     python bench/input_pipeline.py --study=quality   # how the stored squares' JPEG was chosen
 
 Needs the `bench` extra (scikit-image, for its bundled photographs): pip install -e '.[bench]'.
 
-The images: scikit-image's bundled photographs (astronaut, coffee, chelsea, rocket, retina,
-hubble_deep_field, immunohistochemistry; nothing is downloaded), each rescaled to a random
-ImageNet-like size (shorter side 330-380, aspect 1.0-1.35, mean ~400x375), cropped at a random
-place, with random per-channel gain and offset, a random mirror and Gaussian noise (std 8-11:
-the photographs are smoother than ImageNet's), saved as JPEG quality 90 without chroma
-subsampling: ~100 KB each, like ILSVRC-2012's (mean ~110 KB, ~400x350). The mini ImageNet's
+The originals: scikit-image's bundled photographs (astronaut, coffee, chelsea, rocket, retina,
+hubble_deep_field, immunohistochemistry; nothing is downloaded), each resized to cover a random
+ILSVRC-2012-like size (`_size`: shorter side 333-375 for three in four, else 150-332; longer side
+at most 500; mean 403x355 px over 300, ILSVRC-2012's train mean is about 400x350) and up to 1.5x
+more, cropped at a random place, with random per-channel gain and offset, a random mirror and
+Gaussian noise (the photographs are smoother than ImageNet's), saved as JPEG. The mini ImageNet's
 150-pixel images would hide the cost of decoding.
+
+Calibration (`--study=sizes`, 300 images; the squares made as the project makes them,
+`image_ops.stored_square` with the default data config: 256, quality 90, 4:2:0). Targets: the
+originals ~110 KB (ILSVRC-2012's train mean) at ~400x350, their stored squares ~17-20 KB.
+
+    look                               originals   squares
+    4:2:0, quality 98, noise std 5-8    109.7 KB   18.1 KB   LOOKS['420'], the default
+      quality 97 / 99                    96 / 132   18.1
+      noise std 3-6 / 7-10              101 / 117   17.4 / 19.0
+      noise blurred by 1 px (coarser)      97.6     19.4
+      noise minus its 1 px blur (finer)   107.7     17.5
+    4:2:0, quality 97, noise std 8-11      107.0    19.4
+    4:2:0, quality 95, noise std 8-11      85.1     19.4
+    4:4:4, quality 96, noise std 2-4      108.1     17.1      LOOKS['444'], the labelled row
+    4:4:4, quality 90, noise std 8-11      98.3     19.7      the old reference
+
+The two targets pull against each other: noise inflates both (the squares, downscaled ~1.3x with
+antialiasing, keep part of it), and the photographs' own detail with noise light enough for the
+squares gives 4:2:0 originals of only 55-95 KB at quality 90-96. The originals' quality moves
+them alone (the squares are re-encoded from the decoded original at quality 90), so it is the
+lever: 4:2:0 needs quality 98. Grain coarser than a pixel fattens the squares, finer grain helps
+little. The default originals are 4:2:0 (a 4:4:4 JPEG of the same pixels at quality 98 has 1.9x
+the bytes and decodes ~1.6x slower). A survey of the ILSVRC-2012 files (M. Ehrlich,
+"Compression in the ImageNet Dataset", 2021) reports most of them as 4:4:4 at quality 96, which
+reaches the same sizes with light noise: the speed run decodes those too, as a labelled row, and
+`--chroma=444` makes them the originals of every row.
 
 Contenders, on the same images held in memory, alternating in rounds in one run (the machine is
 shared: only ratios within a run count), each a tf.data pipeline with the same parallelism:
 
-  bare decode      tf.io.decode_jpeg of the full original (the reference, ratio 1.00)
-  before           the pipeline before the stored squares, per image as it was: the crop's
-                   window of the original decoded (decode_and_crop_jpeg), resized with
-                   antialiasing to 224 of 256, mirrored, PCA colour noise, mean subtracted,
-                   float32 out, batched
-  squares, uint8   the pipeline now (alexnet_jax.data.pipeline.train_iterator on the stored
-                   256x256 squares of the same images): the 224 window decoded, mirrored,
-                   uint8 out, batched; the float work runs on the device
+  bare decode          tf.io.decode_jpeg of the full original (the reference, ratio 1.00)
+  bare decode, 4:4:4   the same of 4:4:4 originals (LOOKS['444']; only with 4:2:0 originals)
+  before               the pipeline before the stored squares, per image as it was: the crop's
+                       window of the original decoded (decode_and_crop_jpeg), resized with
+                       antialiasing to 224 of 256, mirrored, PCA colour noise, mean subtracted,
+                       float32 out, batched
+  JPEG squares         alexnet_jax.data.pipeline.train_iterator on the stored 256x256 JPEG
+                       squares of the same originals: the 224 window decoded, mirrored, uint8
+                       out, batched; the float work runs on the device
+  raw squares          the same with data.squares_format='raw' (where the config has it): the
+                       whole uint8 squares gathered into the batch with the crops' draws; the
+                       crop and the float work run on the device. The squares (192 KiB each)
+                       all sit in memory here; ILSVRC-2012's would be ~250 GB
 
-Images/s per core is images per CPU-second of this process (user + system), so it is what one
-core would do at full use. The load average before and after is printed beside.
+Each iterator is the whole of its path's host share: what the device does is not in it, so no
+path needs a separate "host only" row. Images per CPU-second are images per second of this
+process's user + system CPU time, every thread (tf.data's included): what one core does at full
+use. core-ms/batch is its inverse for one training batch (--batch): the host's share of a
+training step on one core. The load average before and after is printed beside.
 """
 
+import dataclasses
 import os
 import sys
 import tempfile
@@ -42,47 +78,132 @@ _IMAGES = flags.DEFINE_integer('images', 300, 'Number of benchmark JPEGs.')
 _SECONDS = flags.DEFINE_float('seconds', 6.0, 'Measuring time of each contender per round.')
 _ROUNDS = flags.DEFINE_integer('rounds', 3, 'Rounds; contenders alternate within each.')
 _BATCH = flags.DEFINE_integer('batch', 128, 'Batch size of the training pipelines.')
-_STUDY = flags.DEFINE_enum('study', 'speed', ['speed', 'quality'], 'What to measure.')
-_NOISE = flags.DEFINE_list('noise', ['8', '11'], 'Range of the std of the noise added to the '
-                           'photographs (0-255 units).')
+_STUDY = flags.DEFINE_enum('study', 'speed', ['speed', 'sizes', 'quality'], 'What to measure.')
+_CHROMA = flags.DEFINE_enum('chroma', '420', ['420', '444'], 'Chroma of the originals: the '
+                            'calibrated look of each (LOOKS).')
+_QUALITY = flags.DEFINE_integer('original_quality', None, 'JPEG quality of the originals '
+                                '(default: the look\'s).')
+_NOISE = flags.DEFINE_list('noise', None, 'Range of the std of the noise added to the '
+                           'photographs, 0-255 units (default: the look\'s).')
+_NOISE_BLUR = flags.DEFINE_float('noise_blur', None, 'Gaussian sigma (px) of the noise: > 0 '
+                                 'blurs it, < 0 keeps what the blur removes (default: the '
+                                 'look\'s).')
 
 PHOTOS = ('astronaut', 'coffee', 'chelsea', 'rocket', 'retina', 'hubble_deep_field',
           'immunohistochemistry')
 
 
-def natural_jpegs(n: int, seed: int = 0, quality: int = 90,
-                  noise: tuple[float, float] = (8, 11)) -> list[bytes]:
-  """`n` ImageNet-sized JPEGs of natural content (see the module docstring)."""
-  import io
+@dataclasses.dataclass(frozen=True)
+class Look:
+  """How the originals are made (see the module docstring for how LOOKS were calibrated)."""
+  quality: int                             # JPEG quality of the originals (PIL)
+  noise: tuple[float, float]               # range of the noise's std (0-255 units)
+  noise_blur: float = 0.0                  # > 0: the noise blurred by this sigma (px, coarser
+                                           # grain); < 0: minus its blur (finer grain)
+  zoom: tuple[float, float] = (1.0, 1.5)   # upscale beyond the least that covers the size
+  chroma: str = '420'                      # '420' (PIL subsampling=2) or '444' (=0)
 
+
+# Calibrated so that the originals average ~110 KB at ~400x350 and their stored squares ~17-20 KB.
+LOOKS = {'420': Look(quality=98, noise=(5.0, 8.0)),
+         '444': Look(quality=96, noise=(2.0, 4.0), chroma='444')}
+
+
+def _size(rng) -> tuple[int, int]:
+  """(height, width) like ILSVRC-2012's: the shorter side 333-375 for three in four (500x375 and
+  500x333 are the commonest), else 150-332; 4:3 or 3:2 for two in five, else an aspect of
+  1.0-1.5; the longer side at most 500; three in four landscape. Mean ~400x350."""
+  short = int(rng.integers(333, 376)) if rng.random() < 0.75 else int(rng.integers(150, 333))
+  aspect = float(rng.choice([4 / 3, 3 / 2])) if rng.random() < 0.4 else float(rng.uniform(1, 1.5))
+  long = min(round(short * aspect), 500)
+  return (short, long) if rng.random() < 0.75 else (long, short)
+
+
+def _view(photo, h: int, w: int, rng, look: Look):
+  """float64 [h, w, 3]: the photograph resized (bicubic) to cover h x w, times `look.zoom` (so
+  its detail varies in scale), cropped at a random place."""
+  import numpy as np
+  from PIL import Image
+
+  scale = max(h / photo.shape[0], w / photo.shape[1]) * float(rng.uniform(*look.zoom))
+  big = Image.fromarray(photo).resize(
+      (max(w, round(photo.shape[1] * scale)), max(h, round(photo.shape[0] * scale))),
+      Image.BICUBIC)
+  y = int(rng.integers(0, big.height - h + 1))
+  x = int(rng.integers(0, big.width - w + 1))
+  return np.asarray(big.crop((x, y, x + w, y + h)), np.float64)
+
+
+def _vary(image, rng, look: Look):
+  """uint8: random per-channel gain and offset, Gaussian noise (the photographs are smoother than
+  ImageNet's; its grain set by `look.noise_blur`, its std kept), a random mirror."""
+  import numpy as np
+  import scipy.ndimage
+
+  image = image * rng.uniform(0.8, 1.2, 3) + rng.uniform(-20, 20, 3)
+  noise = rng.normal(0, 1, image.shape)
+  if look.noise_blur:
+    blurred = scipy.ndimage.gaussian_filter(noise, (abs(look.noise_blur),) * 2 + (0,))
+    noise = blurred if look.noise_blur > 0 else noise - blurred
+    noise /= noise.std()
+  image = image + noise * float(rng.uniform(*look.noise))
+  if rng.random() < 0.5:
+    image = image[:, ::-1]
+  return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def natural_images(n: int, seed: int = 0, look: Look = LOOKS['420']):
+  """`n` ImageNet-sized uint8 images of natural content (see the module docstring)."""
   import numpy as np
   import skimage.data
-  from PIL import Image
 
   rng = np.random.default_rng(seed)
   photos = [getattr(skimage.data, name)()[..., :3] for name in PHOTOS]
-  out = []
   for i in range(n):
-    photo = photos[i % len(photos)]
-    short = int(rng.integers(330, 381))
-    aspect = float(rng.uniform(1.0, 1.35))
-    h, w = (short, int(short * aspect)) if rng.random() < 0.7 else (int(short * aspect), short)
-    scale = max(h / photo.shape[0], w / photo.shape[1]) * float(rng.uniform(1.0, 1.5))
-    big = Image.fromarray(photo).resize(
-        (max(w, round(photo.shape[1] * scale)), max(h, round(photo.shape[0] * scale))),
-        Image.BICUBIC)
-    y = int(rng.integers(0, big.height - h + 1))
-    x = int(rng.integers(0, big.width - w + 1))
-    image = np.asarray(big.crop((x, y, x + w, y + h)), np.float64)
-    image = image * rng.uniform(0.8, 1.2, 3) + rng.uniform(-20, 20, 3)
-    image = image + rng.normal(0, float(rng.uniform(*noise)), image.shape)
-    if rng.random() < 0.5:
-      image = image[:, ::-1]
-    buf = io.BytesIO()
-    Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(buf, 'JPEG', quality=quality,
-                                                                    subsampling=0)
-    out.append(buf.getvalue())
-  return out
+    yield _vary(_view(photos[i % len(photos)], *_size(rng), rng, look), rng, look)
+
+
+def encode(image, look: Look) -> bytes:
+  """The image as an original: JPEG of `look.quality` with `look.chroma` (PIL)."""
+  import io
+
+  from PIL import Image
+
+  buf = io.BytesIO()
+  Image.fromarray(image).save(buf, 'JPEG', quality=look.quality,
+                              subsampling={'420': 2, '444': 0}[look.chroma])
+  return buf.getvalue()
+
+
+def natural_jpegs(n: int, seed: int = 0, look: Look = LOOKS['420']) -> list[bytes]:
+  """`n` ImageNet-sized JPEGs of natural content (see the module docstring)."""
+  return [encode(image, look) for image in natural_images(n, seed, look)]
+
+
+def _squares_kb(encoded) -> float:
+  """Mean KB of the originals' stored 256 squares, made as the project makes them (the default
+  data config: quality 90, TensorFlow's default chroma, 4:2:0)."""
+  import numpy as np
+  import tensorflow as tf
+
+  from alexnet_jax.data import image_ops, squares
+  from configs import alexnet
+
+  squaring = squares.squaring(alexnet.get_config().data)
+  square = tf.function(lambda b: image_ops.stored_square(b, squaring))
+  return float(np.mean([len(square(tf.constant(e)).numpy()) for e in encoded])) / 1e3
+
+
+def _describe(encoded) -> str:
+  """Mean KB and mean width x height of JPEGs."""
+  import io
+
+  import numpy as np
+  from PIL import Image
+
+  sizes = np.array([Image.open(io.BytesIO(e)).size for e in encoded])
+  return (f'mean {np.mean([len(e) for e in encoded]) / 1e3:5.1f} KB, mean '
+          f'{sizes[:, 0].mean():.0f}x{sizes[:, 1].mean():.0f} px')
 
 
 def _load() -> str:
@@ -172,63 +293,151 @@ def _folder_of(encoded, root: str) -> str:
   return os.path.join(root, 'images')
 
 
-def speed(encoded) -> None:
-  import numpy as np
-  import tensorflow as tf
-
-  from alexnet_jax.data import pipeline
-  from alexnet_jax.data.prepare import prepare
+def _data_config(encoded, root: str):
+  """The default data config, pointed at the JPEGs as an image folder under `root`."""
   from configs import alexnet
 
-  root = tempfile.mkdtemp(prefix='bench_input_')
   config = alexnet.get_config().data
   config.dataset, config.folder = 'image_folder', _folder_of(encoded, root)
   config.data_dir, config.train_split, config.eval_split = root, 'train', 'train'
   config.mean, config.cache, config.shuffle_buffer = 'channel', 'memory', 1024
+  return config
+
+
+def _squares(config, name: str):
+  """The dataset of `config`, its squares made by the project's own `prepare`."""
+  from alexnet_jax.data.prepare import prepare
+
   start = time.time()
   dataset = prepare.prepare(config, image_size=224, log=lambda *_: None).dataset
-  print(f'made the 256x256 squares of {len(encoded)} images in {time.time() - start:.1f}s')
+  print(f'made the {name} squares in {time.time() - start:.1f}s')
+  return dataset
+
+
+def _raw_squares(config, root: str):
+  """The same images stored as raw uint8 squares (`data.squares_format='raw'`), or None where
+  this checkout's config has no such field."""
+  import copy
+
+  if 'squares_format' not in config:
+    print('raw squares path: not available in this checkout (no data.squares_format)')
+    return None
+  config = copy.deepcopy(config)
+  config.squares_format, config.squares_dir = 'raw', os.path.join(root, 'raw_squares')
+  return _squares(config, 'raw 256x256')
+
+
+def _bare(encoded):
+  """tf.io.decode_jpeg of each full original, one image per item."""
+  import numpy as np
+  import tensorflow as tf
+
   values = tf.constant(np.array(encoded, dtype=object))
+  return (tf.data.Dataset.from_tensor_slices(values).repeat()
+          .map(lambda b: tf.io.decode_jpeg(b, channels=3), num_parallel_calls=tf.data.AUTOTUNE,
+               deterministic=True).prefetch(256)).as_numpy_iterator()
 
-  def bare():
-    return (tf.data.Dataset.from_tensor_slices(values).repeat()
-            .map(lambda b: tf.io.decode_jpeg(b, channels=3), num_parallel_calls=tf.data.AUTOTUNE,
-                 deterministic=True).prefetch(256)).as_numpy_iterator()
 
-  # Each contender's pipeline is made anew for each of its turns and dropped after it, so that no
-  # pipeline refills its buffers while another is being measured.
-  contenders = {
-      'bare decode (full original)': (bare, 1),
-      'before: training pipeline on the originals, float32': (
-          lambda: _before_pipeline(encoded, _BATCH.value), _BATCH.value),
-      'now: training pipeline on the 256 squares, uint8': (
-          lambda: pipeline.train_iterator(dataset, image_size=224,
-                                          global_batch_size=_BATCH.value, seed=0),
-          _BATCH.value),
-  }
-  rates = {name: [] for name in contenders}
-  print(f'load average before: {_load()}; cores: {os.cpu_count()}')
+REFERENCE, BEFORE = 'bare decode of the originals', 'before: pipeline on originals, float32'
+
+
+def contenders(encoded, encoded_444, dataset_jpeg, dataset_raw=None) -> dict:
+  """name: (a function that makes the iterator anew, images per item). Each iterator is the
+  whole of that path's host work: the squares paths leave the float work (and the raw path the
+  crop) to the device. `encoded_444` (or None) adds the old 4:4:4 reference; `dataset_raw` (or
+  None) the raw squares path."""
+  from alexnet_jax.data import pipeline
+
+  batch = _BATCH.value
+
+  def train(dataset):
+    return lambda: pipeline.train_iterator(dataset, image_size=224, global_batch_size=batch,
+                                           seed=0)
+
+  rows = {REFERENCE: (lambda: _bare(encoded), 1)}
+  if encoded_444 is not None:
+    rows['bare decode, 4:4:4 originals (LOOKS[444])'] = (lambda: _bare(encoded_444), 1)
+  rows[BEFORE] = (lambda: _before_pipeline(encoded, batch), batch)
+  rows['JPEG squares: train_iterator, uint8'] = (train(dataset_jpeg), batch)
+  if dataset_raw is not None:
+    rows['raw squares: train_iterator, uint8'] = (train(dataset_raw), batch)
+  return rows
+
+
+def _rounds(rows: dict) -> dict:
+  """Per contender, (images/s, images per CPU-second) of each round. Each pipeline is made anew
+  for its turn and dropped after it, so that none refills its buffers while another is measured."""
+  rates = {name: [] for name in rows}
   for round_ in range(_ROUNDS.value):
-    for name, (make, per_item) in contenders.items():
+    for name, (make, per_item) in rows.items():
       iterator = make()
       rates[name].append(_measure(iterator, per_item, _SECONDS.value))
       del iterator
     print(f'round {round_ + 1}: ' + ', '.join(f'{r[-1][0]:.0f}' for r in rates.values()))
+  return rates
+
+
+def _table(rates: dict) -> None:
+  """Medians; ratios to the bare decode and to the pipeline before; core-ms per batch: what one
+  core spends on the host's share of one training step's batch."""
+  import numpy as np
+
+  wall = {name: np.median([v[0] for v in r]) for name, r in rates.items()}
+  per_cpu = {name: np.median([v[1] for v in r]) for name, r in rates.items()}
+  print(f'{"":45s} {"img/s":>7s} {"x bare":>7s} {"x before":>8s} {"img/CPU-s":>9s} '
+        f'{"core-ms/batch":>13s}')
+  for name in rates:
+    print(f'{name:45s} {wall[name]:7.0f} {wall[name] / wall[REFERENCE]:7.2f} '
+          f'{wall[name] / wall[BEFORE]:8.2f} {per_cpu[name]:9.0f} '
+          f'{1e3 * _BATCH.value / per_cpu[name]:13.0f}')
+
+
+def speed(encoded, look: Look) -> None:
+  root = tempfile.mkdtemp(prefix='bench_input_')
+  config = _data_config(encoded, root)
+  dataset = _squares(config, f'JPEG 256x256 (quality {config.squares_quality})')
+  dataset_raw = _raw_squares(config, root)
+  encoded_444 = None
+  if look.chroma == '420':
+    encoded_444 = natural_jpegs(len(encoded), look=LOOKS['444'])
+    print(f'4:4:4 originals ({LOOKS["444"]}): {_describe(encoded_444)}')
+  rows = contenders(encoded, encoded_444, dataset, dataset_raw)
+  print(f'load average before: {_load()}; cores: {os.cpu_count()}')
+  rates = _rounds(rows)
   print(f'load average after: {_load()}')
-  reference = np.median([r[0] for r in rates['bare decode (full original)']])
-  before = np.median([r[0] for r in rates['before: training pipeline on the originals, '
-                                          'float32']])
-  print(f'{"":55s} {"img/s":>7s} {"x bare":>7s} {"x before":>8s} {"img/CPU-s":>9s}')
-  for name, values in rates.items():
-    wall = np.median([v[0] for v in values])
-    per_cpu = np.median([v[1] for v in values])
-    print(f'{name:55s} {wall:7.0f} {wall / reference:7.2f} {wall / before:8.2f} '
-          f'{per_cpu:9.0f}')
+  _table(rates)
 
 
-def quality(encoded) -> None:
+def _neighbours(look: Look) -> dict:
+  """The look and its neighbours: each lever one step either way, and the other chroma's look."""
+  shift = lambda d: tuple(x + d for x in look.noise)  # noqa: E731
+  other = LOOKS['444' if look.chroma == '420' else '420']
+  return {'chosen': look,
+          'quality -1': dataclasses.replace(look, quality=look.quality - 1),
+          'quality +1': dataclasses.replace(look, quality=min(look.quality + 1, 100)),
+          'noise -2': dataclasses.replace(look, noise=shift(-2)),
+          'noise +2': dataclasses.replace(look, noise=shift(2)),
+          'noise blurred 1 px': dataclasses.replace(look, noise_blur=1.0),
+          'noise minus its 1 px blur': dataclasses.replace(look, noise_blur=-1.0),
+          f'the {other.chroma} look': other}
+
+
+def sizes(n: int, look: Look) -> None:
+  """Mean KB and size of the originals and mean KB of their stored squares, for the look and its
+  neighbours: how LOOKS were calibrated (targets: ~110 KB, ~400x350, squares ~17-20 KB)."""
+  print(f'load average before: {_load()}; {n} images per row')
+  for name, each in _neighbours(look).items():
+    encoded = natural_jpegs(n, look=each)
+    print(f'{name:26s} q{each.quality} {each.chroma} noise {each.noise[0]:g}-{each.noise[1]:g} '
+          f'blur {each.noise_blur:+g}: originals {_describe(encoded)}; squares '
+          f'{_squares_kb(encoded):5.1f} KB')
+  print(f'load average after: {_load()}')
+
+
+def quality(encoded, look: Look) -> None:
   """Error of the stored square against the exact float rescale, size and window-decode
-  rate, for JPEG qualities and chroma subsampling."""
+  rate, for JPEG qualities and chroma subsampling (the originals' look is printed by main)."""
+  del look
   import numpy as np
   import tensorflow as tf
 
@@ -280,19 +489,29 @@ def quality(encoded) -> None:
   print(f'load average after: {_load()}')
 
 
+def _look() -> Look:
+  """The chroma's calibrated look, with what the flags override."""
+  look = LOOKS[_CHROMA.value]
+  if _QUALITY.value is not None:
+    look = dataclasses.replace(look, quality=_QUALITY.value)
+  if _NOISE.value is not None:
+    look = dataclasses.replace(look, noise=tuple(float(x) for x in _NOISE.value))
+  if _NOISE_BLUR.value is not None:
+    look = dataclasses.replace(look, noise_blur=_NOISE_BLUR.value)
+  return look
+
+
 def main(argv):
   del argv
   import alexnet_jax.data.tf_setup  # noqa: F401  (quiet TensorFlow before anything imports it)
+  look = _look()
+  if _STUDY.value == 'sizes':
+    return sizes(_IMAGES.value, look)
   start = time.time()
-  encoded = natural_jpegs(_IMAGES.value, noise=tuple(float(x) for x in _NOISE.value))
-  import numpy as np
-  from PIL import Image
-  import io
-  sizes = np.array([Image.open(io.BytesIO(e)).size for e in encoded])
-  print(f'{len(encoded)} JPEGs: mean {np.mean([len(e) for e in encoded]) / 1e3:.0f} KB, mean '
-        f'{sizes[:, 0].mean():.0f}x{sizes[:, 1].mean():.0f} px (made in '
+  encoded = natural_jpegs(_IMAGES.value, look=look)
+  print(f'{len(encoded)} originals ({look}): {_describe(encoded)} (made in '
         f'{time.time() - start:.1f}s)')
-  (quality if _STUDY.value == 'quality' else speed)(encoded)
+  (quality if _STUDY.value == 'quality' else speed)(encoded, look)
 
 
 if __name__ == '__main__':

@@ -22,6 +22,7 @@ from alexnet_jax import config_schema
 from alexnet_jax.data import commands
 from alexnet_jax.data import device_preprocess
 from alexnet_jax.data import locations
+from alexnet_jax.data import raw_squares
 from alexnet_jax.data import sources
 from alexnet_jax.data import squares
 from alexnet_jax.data import stats_file
@@ -34,7 +35,8 @@ class Dataset:
 
   `train` and `eval` are the two splits' segments as the iterators read them: from the stored
   files, or, with data.cache='memory', from this process's copy of their records, read into
-  memory the first time an iterator needs them (and shared by every iterator of this value).
+  memory the first time an iterator needs them (and shared by every iterator of this value;
+  raw squares: their shards, read whole as batches first need them).
   """
   config: object  # the data settings it was opened with (a copy: later changes do not reach it)
   stored: sources.Source
@@ -49,9 +51,13 @@ class Dataset:
 
   @functools.cached_property
   def source(self) -> sources.Source:
-    if self.config.cache == 'memory':
-      return sources.CachedSource(self.stored, [self.config.train_split, self.config.eval_split])
-    return self.stored
+    if self.config.cache != 'memory':
+      return self.stored
+    if isinstance(self.stored, raw_squares.RawSquaresSource):
+      # Raw squares need no table of records: the source reads its shards themselves into
+      # memory, each the first time a batch needs it (only the shards of the splits read).
+      return self.stored.in_memory()
+    return sources.CachedSource(self.stored, [self.config.train_split, self.config.eval_split])
 
   @property
   def train(self) -> list[sources.Segment]:

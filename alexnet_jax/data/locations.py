@@ -96,13 +96,20 @@ def _clean(text: str) -> str:
   return re.sub(r'[^A-Za-z0-9.]+', '_', text).strip('_')
 
 
+def squares_format(data_config) -> str:
+  """data.squares_format: 'jpeg' (also for a config from before the field) or 'raw'."""
+  return str(data_config.get('squares_format', 'jpeg'))
+
+
 def squares_path(data_config, source_name: str) -> str:
-  """The folder of the stored resize_size squares of the dataset `source_name`."""
+  """The folder of the stored resize_size squares of the dataset `source_name`: JPEGs of a
+  quality, or raw pixels (each in its own folder, so that both can be there)."""
   name = _clean(source_name)
   if len(name) > 80:  # an image folder's long path: keep the end, and a digest of the whole
     name = name[-60:].strip('_') + '_' + hashlib.sha1(source_name.encode()).hexdigest()[:8]
-  return os.path.join(squares_root(data_config),
-                      f'{name}__{data_config.resize_size}px_q{data_config.squares_quality}')
+  kind = ('raw' if squares_format(data_config) == 'raw' else
+          f'q{data_config.squares_quality}')
+  return os.path.join(squares_root(data_config), f'{name}__{data_config.resize_size}px_{kind}')
 
 
 def stats_path(data_config, source_name: str) -> str:

@@ -10,6 +10,9 @@ dataset), and `squares.json`, the manifest: settings, shards, completeness and t
 fingerprint per split. An original nothing can be decoded from keeps its position as a record
 with empty image bytes (its placeholder; the manifest lists it).
 
+With data.squares_format='raw' the same squares are kept as their uint8 pixels instead, in a
+folder of their own (raw_squares.py), with the same manifest but for its settings.
+
 This module reads that format (and knows how to write one record); making the squares is
 `prepare/make_squares.py`, one of the commands above the streaming pipeline.
 """
@@ -25,6 +28,7 @@ from alexnet_jax.data.tf_setup import tf
 from alexnet_jax.record import fileio
 from alexnet_jax.data import image_ops
 from alexnet_jax.data import locations
+from alexnet_jax.data import raw_squares
 from alexnet_jax.data.errors import DatasetError
 from alexnet_jax.data.sources import RecordFilesSource
 
@@ -35,8 +39,20 @@ _FEATURES = {'image': tf.io.FixedLenFeature([], tf.string),
              'file_name': tf.io.FixedLenFeature([], tf.string)}
 
 
+def is_raw(data_config) -> bool:
+  """Whether the config's squares are stored as raw pixels (raw_squares.py), not JPEGs."""
+  return locations.squares_format(data_config) == 'raw'
+
+
 def settings(data_config) -> dict:
-  """What the stored images depend on besides the originals (a change makes them stale)."""
+  """What the stored images depend on besides the originals (a change makes them stale). Raw
+  squares have no JPEG quality, and say they are raw."""
+  if is_raw(data_config):
+    return {'resize_size': int(data_config.resize_size),
+            'resize_method': str(data_config.resize_method),
+            'antialias': bool(data_config.antialias),
+            'truncated_jpeg_fraction': float(data_config.truncated_jpeg_fraction),
+            'squares_format': 'raw'}
   return {'resize_size': int(data_config.resize_size),
           'quality': int(data_config.squares_quality),
           'resize_method': str(data_config.resize_method),
@@ -45,8 +61,12 @@ def settings(data_config) -> dict:
 
 
 def squaring(data_config) -> image_ops.Squaring:
-  """How the config's squares are made from the originals (`image_ops.stored_square`)."""
-  return image_ops.Squaring(**settings(data_config))
+  """How the config's squares are made from the originals (`image_ops.stored_square`; raw
+  squares are its square before the JPEG encoding)."""
+  return image_ops.Squaring(
+      resize_size=int(data_config.resize_size), resize_method=str(data_config.resize_method),
+      antialias=bool(data_config.antialias), quality=int(data_config.squares_quality),
+      truncated_jpeg_fraction=float(data_config.truncated_jpeg_fraction))
 
 
 def folder(data_config, source_name: str | None = None) -> str:
@@ -62,6 +82,11 @@ def base_splits(spec: str) -> list[str]:
 
 def shard_file(split: str, index: int, count: int) -> str:
   return f'squares-{split}.tfrecord-{index:05d}-of-{count:05d}'
+
+
+def shard_files(data_config, name: str) -> list[str]:
+  """Every file of the stored shard `name` (the manifest's): a raw shard's labels are apart."""
+  return [name, raw_squares.labels_file(name)] if is_raw(data_config) else [name]
 
 
 def read_manifest(path: str) -> dict | None:
@@ -101,32 +126,57 @@ def missing_splits(manifest: dict | None, data_config, splits: list[str],
   have = manifest.get('splits', {})
   return [s for s in splits if not have.get(s, {}).get('complete') or (
       path is not None and
-      not all(os.path.exists(os.path.join(path, f)) for f, _ in have[s]['shards']))]
+      not all(os.path.exists(os.path.join(path, f))
+              for name, _ in have[s]['shards'] for f in shard_files(data_config, name)))]
 
 
-def open_squares(data_config, splits: list[str], fix: str) -> RecordFilesSource:
+def _lost_files(data_config, path: str, shards: list) -> list[str]:
+  """The files of the manifest's `shards` that are not in the folder `path`."""
+  files = [os.path.join(path, f) for shard, _ in shards for f in shard_files(data_config, shard)]
+  return [f for f in files if not os.path.exists(f)]
+
+
+def _check_made(data_config, manifest: dict | None, name: str, path: str, needed: list[str],
+                fix: str) -> None:
+  """DatasetError (ending with `fix`) unless the folder holds the `needed` splits, complete."""
+  missing = missing_splits(manifest, data_config, needed)
+  if not missing:
+    return
+  what = ('were made with other settings' if manifest is not None and
+          manifest.get('settings') != settings(data_config) else
+          f'do not hold the split(s) {", ".join(missing)}' if manifest is not None else
+          'are not made')
+  raw = 'raw ' if is_raw(data_config) else ''
+  raise DatasetError(
+      f'The {data_config.resize_size}x{data_config.resize_size} {raw}images of {name} (in '
+      f'{path}) {what}. {fix}')
+
+
+def open_squares(data_config, splits: list[str],
+                 fix: str) -> RecordFilesSource | raw_squares.RawSquaresSource:
   """The stored squares of the config's dataset, for the split specs `splits`; DatasetError
-  (ending with `fix`, the command that makes them) if any is missing or incomplete."""
+  (ending with `fix`, the command that makes them) if any is missing or incomplete. Raw
+  squares are a RawSquaresSource."""
   name = locations.source_name(data_config)
   path = folder(data_config, name)
   manifest = read_manifest(path)
   needed = list(dict.fromkeys(b for s in splits for b in base_splits(s)))
-  missing = missing_splits(manifest, data_config, needed)
-  if missing:
-    what = ('were made with other settings' if manifest is not None and
-            manifest.get('settings') != settings(data_config) else
-            f'do not hold the split(s) {", ".join(missing)}' if manifest is not None else
-            'are not made')
-    raise DatasetError(
-        f'The {data_config.resize_size}x{data_config.resize_size} images of {name} (in {path}) '
-        f'{what}. {fix}')
+  _check_made(data_config, manifest, name, path, needed, fix)
   files = {}
   for split, info in manifest['splits'].items():
     if not info.get('complete'):
       continue
-    files[split] = [(os.path.join(path, f), int(n)) for f, n in info['shards']]
-    lost = [f for f, _ in files[split] if not os.path.exists(f)]
+    lost = _lost_files(data_config, path, info['shards'])
     if split in needed and lost:
       raise DatasetError(f'{len(lost)} file(s) of the stored split {split!r} of {name} are '
                          f'missing, e.g. {lost[0]}: the folder is incomplete. {fix}')
-  return RecordFilesSource(name, int(manifest['num_classes']), files, parse)
+    # Raw shards are opened now (their labels are read): a split not read that lost a file is
+    # left out. TFRecord files are opened when read.
+    if not (lost and is_raw(data_config)):
+      files[split] = [(os.path.join(path, f), int(n)) for f, n in info['shards']]
+  if not is_raw(data_config):
+    return RecordFilesSource(name, int(manifest['num_classes']), files, parse)
+  placeholders = {s: [int(p) for p, _ in manifest['splits'][s].get('undecodable', [])]
+                  for s in files}
+  return raw_squares.RawSquaresSource(name, int(manifest['num_classes']),
+                                      int(data_config.resize_size), files, placeholders)

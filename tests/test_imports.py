@@ -24,7 +24,7 @@ LOOP = 'alexnet_jax.train.loop'
 # alexnet_jax.data.prepare, and the entry of `python -m alexnet_jax.data.stats`.
 PREPARE = 'alexnet_jax.data.prepare'
 DATA_COMMANDS = {PREPARE, *(f'{PREPARE}.{m}' for m in (
-    '__main__', 'prepare', 'data_lock', 'make_squares', 'stats', 'mini_imagenet',
+    '__main__', 'prepare', 'data_lock', 'make_squares', 'raw_squares', 'stats', 'mini_imagenet',
     'ilsvrc_archive', 'originals')), 'alexnet_jax.data.stats'}
 
 

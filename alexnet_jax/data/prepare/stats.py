@@ -7,6 +7,7 @@ squares (0-255 RGB), as the paper's mean image was taken over its 256x256 traini
 PCA is of all RGB pixel values of those images: `pca_std` are the square roots of the
 covariance's eigenvalues (ascending, like the original code's [19.72, 37.09, 121.78]),
 `pca_vectors` its eigenvectors as columns. Undecodable images are skipped, counted and listed.
+Raw squares (data.squares_format='raw') are read with NumPy, JPEG ones decoded with tf.data.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 from alexnet_jax.data.tf_setup import plain, tf
 
 from alexnet_jax.data import locations
+from alexnet_jax.data import raw_squares
 from alexnet_jax.data import sources
 from alexnet_jax.data import stats_file
 from alexnet_jax.data import undecodable
@@ -24,8 +26,13 @@ from alexnet_jax.data.dataset import open_dataset
 from alexnet_jax.data.errors import DatasetError
 
 
-def _images(source: sources.Source, segments, r: int):
-  """Dataset of (uint8 [R, R, 3] square or zeros, decoded?, segment index, position, name)."""
+# Images per batch of the pass (either format).
+_BATCH = 64
+
+
+def _jpeg_batches(dataset, segments, r: int):
+  """(uint8 [B, R, R, 3] squares or zeros, decoded? [B], descriptions of the undecodable ones)
+  of the JPEG squares of `segments`, in order."""
   def decode(image, label, name, segment, position):
     del label
     decoded = tf.strings.length(image) > 0
@@ -34,28 +41,50 @@ def _images(source: sources.Source, segments, r: int):
                      lambda: tf.zeros([r, r, 3], tf.uint8))
     return square, decoded, segment, position, name
 
-  return (sources.read_in_order(source, segments)
-          .map(plain(decode), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-          .batch(64).prefetch(2))
+  batches = (sources.read_in_order(dataset.stored, segments)
+             .map(plain(decode), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+             .batch(_BATCH).prefetch(2))
+  for images, decoded, ids, positions, names in batches.as_numpy_iterator():
+    skipped = [undecodable.describe(segments[ids[i]].split, int(positions[i]),
+                                    names[i].decode(errors='replace'))
+               for i in np.flatnonzero(~decoded)]
+    yield images, decoded, skipped
+
+
+def _raw_batches(dataset, segments, r: int):
+  """As `_jpeg_batches`, of raw squares: their pixels, gathered with NumPy (no decoding); the
+  names of the undecodable ones are the manifest's."""
+  del r
+  source = dataset.stored
+  for segment in segments:
+    rows = source.rows(segment.key, segment.start, segment.count)
+    for lo in range(0, len(rows), _BATCH):
+      batch = rows[lo:lo + _BATCH]
+      decoded = source.decoded(batch)
+      positions = segment.position + lo + np.flatnonzero(~decoded)
+      skipped = [undecodable.describe(segment.split, int(p),
+                                      dataset.undecodable.get((segment.split, int(p)), ''))
+                 for p in positions]
+      yield source.gather(batch), decoded, skipped
 
 
 def compute(data_config, *, max_examples: int = 0, log=print) -> dict[str, np.ndarray]:
-  """The stats of data_config.train_split (the first `max_examples` examples if > 0)."""
+  """The stats of data_config.train_split (the first `max_examples` examples if > 0), from
+  either format of its squares (the same images, so the same stats up to JPEG's error)."""
   dataset = open_dataset(data_config)
   segments = dataset.stored_train  # one pass: straight from the files, whatever data.cache says
   if max_examples > 0:
     segments = sources.cut(segments, 0, max_examples)
   r = int(data_config.resize_size)
+  raw = isinstance(dataset.stored, raw_squares.RawSquaresSource)
   total = np.zeros([r, r, 3], np.float64)
   pixel_sum = np.zeros([3], np.float64)
   pixel_outer = np.zeros([3, 3], np.float64)
   n, skipped = 0, []
   start = time.time()
-  for images, decoded, ids, positions, names in _images(dataset.stored, segments,
-                                                        r).as_numpy_iterator():
-    for i in np.flatnonzero(~decoded):
-      skipped.append(undecodable.describe(segments[ids[i]].split, int(positions[i]),
-                                          names[i].decode(errors='replace')))
+  for images, decoded, batch_skipped in (_raw_batches if raw else _jpeg_batches)(
+      dataset, segments, r):
+    skipped += batch_skipped
     batch = images[decoded].astype(np.float64)
     total += batch.sum(axis=0)
     pixels = batch.reshape(-1, 3)
@@ -83,6 +112,8 @@ def compute(data_config, *, max_examples: int = 0, log=print) -> dict[str, np.nd
 
 def compute_and_save(data_config, *, log=print) -> str:
   stats = compute(data_config, max_examples=int(data_config.stats_max_examples), log=log)
+  # One file for both formats: JPEG and raw squares are the same images (to JPEG's error, far
+  # below what the stats are used for), so the stats of either serve both.
   path = locations.stats_path(data_config, locations.source_name(data_config))
   stats_file.save(path, stats)
   skipped = [str(s) for s in stats['skipped']]

@@ -8,14 +8,16 @@ off any accelerator (JAX owns those). The tree says which part is which:
     pipeline.py       train_iterator, eval_iterator over an opened dataset; eval_views_of_file
     dataset.py        open_dataset (the value the iterators read), dataset_info (start-up check)
     squares.py        the stored squares' format       image_ops.py  decode, crop, mirror (host)
+    raw_squares.py    the raw squares (uint8 pixels)   raw_batches.py  their batches: gather,
+    crop_draws.py     the crops' draws in NumPy        draw, views (NumPy, batch level)
     sources.py        segments of splits               order.py      shares, chunks, windows, seeds
     stats_file.py     the stats file                   undecodable.py  reporting unreadable images
     locations.py      where everything is              errors.py     DatasetError
     commands.py       the commands as the messages print them (strings only: it runs nothing)
     tf_setup.py       TensorFlow, quiet and off the accelerators
     tf_env.py         the environment TensorFlow reads as it loads (no TensorFlow)
-    device_preprocess.py  the input's float work (colour noise, mean, scale) inside the jitted
-                      step: JAX, no TensorFlow. It stays here although it runs on the device,
+    device_preprocess.py  the input's float work (colour noise, mean, scale; the raw squares'
+                      crops) inside the jitted step: JAX, no TensorFlow. It stays here although it runs on the device,
                       because it is the input's own arithmetic, configured by the data block and
                       by the stats the commands make; the train and eval steps call it.
 

@@ -1,7 +1,9 @@
 """The float work of the paper's input, on the device: PCA colour noise, mean, input scale.
 
 The host hands uint8 crops [B, S, S, 3] (decoded, cropped and mirrored; see alexnet_jax/data) to
-the device, a quarter of the bytes of float32. Inside the jitted train and eval steps they become
+the device, a quarter of the bytes of float32; with data.squares_format='raw' it hands whole
+uint8 squares [B, R, R, 3] and each example's crop draws, and the crop and mirror are cut here
+(`crop_squares`). Inside the jitted train and eval steps they become
 the net's input (Krizhevsky et al. 2012, section 4.1):
 
     x = (crop + V @ (a * s) - mean) * input_scale,   a ~ N(0, pca_std) per image and component
@@ -110,6 +112,18 @@ def colour_noise(transform: InputTransform, seed: int, step, batch_size: int) ->
   # V @ (a * s) per image, written out (3 products and a sum per channel) rather than as a dot,
   # whose order of summation would depend on how the batch is split over devices.
   return jnp.sum(weighted[:, None, :] * jnp.asarray(transform.pca_vectors)[None], axis=-1)
+
+
+def crop_squares(squares: jax.Array, draws: jax.Array, image_size: int) -> jax.Array:
+  """The raw squares path's training crops, cut on the device: uint8 [B, R, R, 3] whole squares
+  and int32 [B, 3] draws (offset_y, offset_x, flip; `crop_draws.train_crop_draws`, the very
+  numbers `image_ops.train_crop` draws on the JPEG path) -> uint8 [B, S, S, 3], the S x S window
+  at the offsets, mirrored where flip is 1. A slice and a select per example: no arithmetic on
+  the pixels, so the crops are those of the JPEG path bit for bit (for the same pixels)."""
+  def crop(square, draw):
+    window = jax.lax.dynamic_slice(square, (draw[0], draw[1], 0), (image_size, image_size, 3))
+    return jnp.where(draw[2] > 0, window[:, ::-1], window)
+  return jax.vmap(crop)(squares, draws)
 
 
 def _normalize(images: jax.Array, transform: InputTransform) -> jax.Array:

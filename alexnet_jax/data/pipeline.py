@@ -31,6 +31,7 @@ from alexnet_jax.data.tf_setup import plain, tf
 from alexnet_jax import config_schema
 from alexnet_jax.data import image_ops
 from alexnet_jax.data import order
+from alexnet_jax.data import raw_batches
 from alexnet_jax.data import sources
 from alexnet_jax.data import squares
 from alexnet_jax.data import undecodable
@@ -69,19 +70,20 @@ def _close_live_iterators() -> None:
 
 def _numpy_batches(streams: list[tf.data.Dataset], keys: tuple[str, ...], dataset: Dataset,
                    segments: list[list[sources.Segment]], what: str, check_decoded: bool,
-                   kept_as: str) -> Iterator[dict[str, np.ndarray]]:
+                   kept_as: str, finish=None) -> Iterator[dict[str, np.ndarray]]:
   """`_batches`, closed at exit if still open."""
-  batches = _batches(streams, keys, dataset, segments, what, check_decoded, kept_as)
+  batches = _batches(streams, keys, dataset, segments, what, check_decoded, kept_as, finish)
   _LIVE.add(batches)
   return batches
 
 
 def _batches(streams: list[tf.data.Dataset], keys: tuple[str, ...], dataset: Dataset,
              segments: list[list[sources.Segment]], what: str, check_decoded: bool,
-             kept_as: str) -> Iterator[dict[str, np.ndarray]]:
+             kept_as: str, finish=None) -> Iterator[dict[str, np.ndarray]]:
   """The batches of the tf.data `streams` (stacked in order when several; `segments[j]` are
   those the j-th reads) as numpy, with only `keys`: 'image', 'label' (int32) and 'weight'
-  (float32: 0 for an undecodable image) or 'mask'.
+  (float32: 0 for an undecodable image) or 'mask'. `finish[j]`, if given, completes the j-th
+  stream's numpy batch (the raw squares' path: gathers the squares, draws the crops).
 
   Reports each undecodable image once, by split, position and file name. Raises DatasetError at
   a label outside the classes, and with `check_decoded` at a batch in which not one image could
@@ -91,10 +93,13 @@ def _batches(streams: list[tf.data.Dataset], keys: tuple[str, ...], dataset: Dat
   while True:
     try:
       parts = next(iterator)
+      if finish is not None:
+        parts = tuple(f(p) for f, p in zip(finish, parts))
     except StopIteration:
       return
-    except tf.errors.OpError as e:
-      raise DatasetError(f'Reading {what} of {dataset.name} failed ({e.message.strip()}); '
+    except (tf.errors.OpError, OSError, ValueError) as e:
+      reason = e.message if isinstance(e, tf.errors.OpError) else str(e)
+      raise DatasetError(f'Reading {what} of {dataset.name} failed ({reason.strip()}); '
                          'its stored files may be damaged: make them again (delete the folder '
                          'named above, then run the command that made it).') from e
     labels = np.concatenate([p['label'] for p in parts])
@@ -126,23 +131,16 @@ def _train_chunks(dataset: Dataset, process_index: int, process_count: int):
                                    int(dataset.config.chunk_size))
 
 
-def train_dataset(dataset: Dataset, *, image_size: int, global_batch_size: int, seed: int,
-                  start_step: int = 0, process_index: int = 0,
-                  process_count: int = 1) -> tf.data.Dataset:
-  """The tf.data pipeline behind `train_iterator`: batches of {'image': uint8 crops, 'label'
-  (as stored), 'decoded', 'segment' (index into `_train_chunks`), 'position' (in the split)}."""
+def _train_order(dataset: Dataset, chunks, *, seed: int, start: int,
+                 process_index: int) -> tf.data.Dataset:
+  """(stream position, record) of this shard's training stream from stream position `start`:
+  windows of chunks interleaved and shuffled (order.py), whatever the records hold (encoded
+  squares, or rows of raw squares: the order is the same)."""
   data_config = dataset.config
-  check_crops(data_config, image_size)
-  local_batch = order.local_batch(global_batch_size, process_count)
-  chunks = _train_chunks(dataset, process_index, process_count)
-  if not chunks:
-    raise DatasetError(f'Process {process_index} of {process_count} has no training examples: '
-                       f'the split {data_config.train_split!r} is smaller than the process count.')
   window_chunks = int(data_config.window_chunks)
   read = sources.segment_reader(dataset.source, chunks)
   plans = tf.data.Dataset.from_generator(
-      lambda: order.window_plans(chunks, window_chunks, seed, process_index,
-                                 start_step * local_batch),
+      lambda: order.window_plans(chunks, window_chunks, seed, process_index, start),
       output_signature=(tf.TensorSpec([None], tf.int64), tf.TensorSpec([], tf.int64),
                         tf.TensorSpec([], tf.int64), tf.TensorSpec([], tf.int64),
                         tf.TensorSpec([], tf.int64)))
@@ -155,24 +153,61 @@ def train_dataset(dataset: Dataset, *, image_size: int, global_batch_size: int, 
     ds = ds.shuffle(int(data_config.shuffle_buffer), seed=shuffle_seed).skip(skip)
     return tf.data.Dataset.zip(tf.data.Dataset.range(first_position, end_position), ds)
 
-  base_seed = order.seed_int(seed, process_index, 1)
+  return plans.flat_map(plain(window))
+
+
+def _crop_seed(seed: int, process_index: int) -> int:
+  """The first half of every training example's crop key; the second is its stream position."""
+  return order.seed_int(seed, process_index, 1)
+
+
+def train_dataset(dataset: Dataset, *, image_size: int, global_batch_size: int, seed: int,
+                  start_step: int = 0, process_index: int = 0,
+                  process_count: int = 1) -> tf.data.Dataset:
+  """The tf.data pipeline behind `train_iterator`: batches of {'image': uint8 crops, 'label'
+  (as stored), 'decoded', 'segment' (index into `_train_chunks`), 'position' (in the split)};
+  on the raw squares' path {'row', 'stream_position', 'label', 'segment', 'position'}, which
+  `raw_batches.train_finish` completes."""
+  data_config = dataset.config
+  check_crops(data_config, image_size)
+  local_batch = order.local_batch(global_batch_size, process_count)
+  chunks = _train_chunks(dataset, process_index, process_count)
+  if not chunks:
+    raise DatasetError(f'Process {process_index} of {process_count} has no training examples: '
+                       f'the split {data_config.train_split!r} is smaller than the process count.')
+  ds = _train_order(dataset, chunks, seed=seed, start=start_step * local_batch,
+                    process_index=process_index)
+  if _raw(dataset):
+    ds = ds.map(plain(lambda stream_position, record: {
+        'row': record[0], 'label': record[1], 'stream_position': stream_position,
+        'segment': record[3], 'position': record[4]}))
+  else:
+    ds = ds.map(plain(_jpeg_train_crop(data_config, image_size, _crop_seed(seed, process_index))),
+                num_parallel_calls=parallel_calls(data_config), deterministic=True)
+  ds = ds.batch(local_batch, drop_remainder=True).prefetch(int(data_config.prefetch))
+  return ds.with_options(_options(data_config))
+
+
+def _jpeg_train_crop(data_config, image_size: int, crop_seed: int):
+  """(stream position, record) -> the example with its uint8 training crop, decoded from the
+  stored JPEG square (only the crop's window), keyed by (crop_seed, stream position)."""
   r, s = int(data_config.resize_size), image_size
   random_crop, mirror = data_config.train_crop == 'random', bool(data_config.mirror)
 
   def decode(stream_position, record):
     image, label, _, segment, position = record
     decoded = tf.strings.length(image) > 0
-    key = tf.stack([tf.constant(base_seed, tf.int64), stream_position])
+    key = tf.stack([tf.constant(crop_seed, tf.int64), stream_position])
     crop = tf.cond(decoded,
                    lambda: image_ops.train_crop(image, key, r, s, random_crop, mirror),
                    lambda: tf.zeros([s, s, 3], tf.uint8))
     return {'image': crop, 'label': label, 'decoded': decoded, 'segment': segment,
             'position': position}
+  return decode
 
-  ds = plans.flat_map(plain(window))
-  ds = ds.map(plain(decode), num_parallel_calls=parallel_calls(data_config), deterministic=True)
-  ds = ds.batch(local_batch, drop_remainder=True).prefetch(int(data_config.prefetch))
-  return ds.with_options(_options(data_config))
+
+def _raw(dataset: Dataset) -> bool:
+  return dataset.config.get('squares_format', 'jpeg') == 'raw'
 
 
 def train_iterator(dataset: Dataset, *, image_size: int, global_batch_size: int, seed: int,
@@ -183,7 +218,9 @@ def train_iterator(dataset: Dataset, *, image_size: int, global_batch_size: int,
   1 for every example but 0 for the placeholder (a black crop, label as stored) that stands in
   for an image nothing could be decoded from (reported once, by name). Without `weights` the
   placeholder is trained on like any example, so a training loop should ask for them and weight
-  its loss with them.
+  its loss with them. With data.squares_format='raw', 'image' is the whole uint8 squares [B, R,
+  R, 3] and 'crop' int32 [B, 3] says where each crop lies and whether it is mirrored: the train
+  step cuts it (device_preprocess.crop_squares), the same crop the JPEG squares' path cuts here.
 
   The batch of step s depends only on (config, seed, s, process), undecodable images included,
   so start_step=s resumes exactly; getting there reads at most one window. A label outside the
@@ -202,10 +239,15 @@ def train_iterator(dataset: Dataset, *, image_size: int, global_batch_size: int,
       dataset, image_size=image_size, global_batch_size=global_batch_size, seed=seed,
       start_step=start_step, process_index=i, process_count=shards) for i in indices]
   keys = ('image', 'label', 'weight') if weights else ('image', 'label')
+  finish = None
+  if _raw(dataset):
+    keys += ('crop',)
+    finish = [raw_batches.train_finish(dataset, image_size, _crop_seed(seed, i)) for i in indices]
   return _numpy_batches(streams, keys, dataset,
                         [_train_chunks(dataset, i, shards) for i in indices],
                         f'the training split {dataset.config.train_split!r}', check_decoded=True,
-                        kept_as='it keeps its place in training as a weight-0 placeholder')
+                        kept_as='it keeps its place in training as a weight-0 placeholder',
+                        finish=finish)
 
 
 def eval_dataset(dataset: Dataset, *, image_size: int, global_batch_size: int, views: int,
@@ -229,12 +271,20 @@ def eval_dataset(dataset: Dataset, *, image_size: int, global_batch_size: int, v
     return {'image': views_, 'label': label, 'mask': tf.constant(True), 'decoded': decoded,
             'segment': segment, 'position': position}
 
+  def row(row_, label, _, segment, position):  # the raw squares' path: views cut per batch
+    return {'row': row_, 'label': label, 'mask': tf.constant(True), 'segment': segment,
+            'position': position}
+
   ds = sources.read_in_order(dataset.source, segments)
-  ds = ds.map(plain(decode), num_parallel_calls=parallel_calls(data_config), deterministic=True)
+  if _raw(dataset):
+    ds = ds.map(plain(row))
+  else:
+    ds = ds.map(plain(decode), num_parallel_calls=parallel_calls(data_config), deterministic=True)
   # Padding (mask False) fills the last batches, so every process yields the same batch count.
-  padding = {'image': black, 'label': tf.constant(0, tf.int64), 'mask': tf.constant(False),
-             'decoded': tf.constant(True), 'segment': tf.constant(0, tf.int64),
-             'position': tf.constant(-1, tf.int64)}
+  padding = {'label': tf.constant(0, tf.int64), 'mask': tf.constant(False),
+             'segment': tf.constant(0, tf.int64), 'position': tf.constant(-1, tf.int64)}
+  padding.update({'row': tf.constant(-1, tf.int64)} if _raw(dataset) else
+                 {'image': black, 'decoded': tf.constant(True)})
   ds = ds.concatenate(tf.data.Dataset.from_tensors(padding).repeat())
   ds = ds.take(num_batches * local_batch).batch(local_batch, drop_remainder=True)
   ds = ds.prefetch(int(data_config.prefetch))
@@ -253,10 +303,12 @@ def eval_iterator(dataset: Dataset, *, image_size: int, global_batch_size: int, 
   outside the dataset's classes raises DatasetError."""
   ds = eval_dataset(dataset, image_size=image_size, global_batch_size=global_batch_size,
                     views=views, process_index=process_index, process_count=process_count)
+  finish = [raw_batches.eval_finish(dataset, image_size, views)] if _raw(dataset) else None
   return _numpy_batches([ds], ('image', 'label', 'mask', 'decoded'), dataset,
                         [order.share(dataset.eval, process_index, process_count)],
                         f'the eval split {dataset.config.eval_split!r}', check_decoded=False,
-                        kept_as='it is evaluated as a black image (counted, with its label)')
+                        kept_as='it is evaluated as a black image (counted, with its label)',
+                        finish=finish)
 
 
 # ------------------------------------------------------------------------- one image, not stored

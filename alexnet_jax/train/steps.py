@@ -34,7 +34,8 @@ class Steps:
   """A run's steps on its mesh, and the layout of what they take.
 
   train_step: jit(state, batch, learning_rate, step) -> (state, metrics), the state donated;
-    batch = {'image': uint8 [B, S, S, 3], 'label': int32 [B], 'weight': float32 [B]}.
+    batch = {'image': uint8 [B, S, S, 3], 'label': int32 [B], 'weight': float32 [B]} (on the
+    raw squares' path 'image' is uint8 [B, R, R, 3] and 'crop' int32 [B, 3]: `batch_shapes`).
   eval_step: jit(params, uint8 images [B, V, S, S, 3], labels, mask) -> summed correct counts.
   abstract_state: the train state as ShapeDtypeStructs carrying their NamedShardings (what a
     checkpoint restores into); shardings: the same NamedShardings alone.
@@ -57,10 +58,7 @@ class Steps:
 
   def batch_spec(self, batch_size: int) -> dict[str, jax.ShapeDtypeStruct]:
     """The shapes, dtypes and shardings of a global training batch of `batch_size`."""
-    size = self.config.model.input_size
-    return self._spec({'image': ((batch_size, size, size, 3), jnp.uint8),
-                       'label': ((batch_size,), jnp.int32),
-                       'weight': ((batch_size,), jnp.float32)})
+    return self._spec(batch_shapes(self.config, batch_size))
 
   def eval_batch_spec(self, batch_size: int, views: int) -> dict[str, jax.ShapeDtypeStruct]:
     """The same for an evaluation batch of `views` crops per example."""
@@ -72,6 +70,24 @@ class Steps:
     sharding = parallel.batch_sharding(self.mesh)
     return {name: jax.ShapeDtypeStruct(shape, dtype, sharding=sharding)
             for name, (shape, dtype) in shapes.items()}
+
+
+def crops_on_device(config) -> bool:
+  """Whether the train step cuts the crops (data.squares_format='raw': the host sends whole
+  squares and each example's crop draws) or takes them cut (the JPEG squares' path)."""
+  return config.data.get('squares_format', 'jpeg') == 'raw'
+
+
+def batch_shapes(config, batch_size: int) -> dict[str, tuple[tuple[int, ...], object]]:
+  """{name: (shape, dtype)} of a global training batch: uint8 crops, labels, loss weights; on
+  the raw squares' path whole squares and int32 draws (offset_y, offset_x, flip) instead."""
+  size = config.model.input_size
+  shapes = {'image': ((batch_size, size, size, 3), jnp.uint8),
+            'label': ((batch_size,), jnp.int32), 'weight': ((batch_size,), jnp.float32)}
+  if crops_on_device(config):
+    r = int(config.data.resize_size)
+    shapes.update(image=((batch_size, r, r, 3), jnp.uint8), crop=((batch_size, 3), jnp.int32))
+  return shapes
 
 
 def build(config, transform: device_preprocess.InputTransform | None = None,
@@ -139,7 +155,10 @@ def _train_step(config, mesh, graphdef, shardings, transform):
   def step_fn(state, batch, learning_rate, step):
     dropout_key = jax.random.fold_in(jax.random.wrap_key_data(state['rng']), step)
     opt_state = optim.set_learning_rate(state['opt_state'], learning_rate)
-    images = device_preprocess.train_inputs(batch['image'], transform, config.seed, step)
+    images = batch['image']
+    if 'crop' in batch:  # the raw squares' path: cut the crops here
+      images = device_preprocess.crop_squares(images, batch['crop'], config.model.input_size)
+    images = device_preprocess.train_inputs(images, transform, config.seed, step)
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state['params'], dict(batch, image=images), dropout_key, True)
     updates, opt_state = tx.update(grads, opt_state, state['params'])
@@ -149,6 +168,6 @@ def _train_step(config, mesh, graphdef, shardings, transform):
 
   # 'weight' is 0 for the placeholders of undecodable files (the loss ignores them).
   batch_sharding = parallel.batch_sharding(mesh)
-  batch_shardings = {'image': batch_sharding, 'label': batch_sharding, 'weight': batch_sharding}
+  batch_shardings = {name: batch_sharding for name in batch_shapes(config, 1)}
   return jax.jit(step_fn, in_shardings=(shardings, batch_shardings, None, None),
                  out_shardings=(shardings, None), donate_argnums=(0,))

@@ -166,8 +166,8 @@ def train_dataset(dataset: Dataset, *, image_size: int, global_batch_size: int, 
                   process_count: int = 1) -> tf.data.Dataset:
   """The tf.data pipeline behind `train_iterator`: batches of {'image': uint8 crops, 'label'
   (as stored), 'decoded', 'segment' (index into `_train_chunks`), 'position' (in the split)};
-  on the raw squares' path {'row', 'stream_position', 'label', 'segment', 'position'}, which
-  `raw_batches.train_finish` completes."""
+  on the raw squares' path batches of (stream position, (row, label, name, segment,
+  position)), which `raw_batches.train_finish` completes."""
   data_config = dataset.config
   check_crops(data_config, image_size)
   local_batch = order.local_batch(global_batch_size, process_count)
@@ -177,11 +177,7 @@ def train_dataset(dataset: Dataset, *, image_size: int, global_batch_size: int, 
                        f'the split {data_config.train_split!r} is smaller than the process count.')
   ds = _train_order(dataset, chunks, seed=seed, start=start_step * local_batch,
                     process_index=process_index)
-  if _raw(dataset):
-    ds = ds.map(plain(lambda stream_position, record: {
-        'row': record[0], 'label': record[1], 'stream_position': stream_position,
-        'segment': record[3], 'position': record[4]}))
-  else:
+  if not _raw(dataset):  # the raw squares' rows are batched as they come: no work per example
     ds = ds.map(plain(_jpeg_train_crop(data_config, image_size, _crop_seed(seed, process_index))),
                 num_parallel_calls=parallel_calls(data_config), deterministic=True)
   ds = ds.batch(local_batch, drop_remainder=True).prefetch(int(data_config.prefetch))

@@ -14,22 +14,23 @@ from alexnet_jax.data import crop_draws
 
 
 def train_finish(dataset, image_size: int, crop_seed: int):
-  """numpy batch of rows -> the batch the raw squares' train step takes: the whole squares
-  ('image' uint8 [B, R, R, 3], gathered at once), the crop draws ('crop' int32 [B, 3]: the
+  """numpy batch of (stream positions, (rows, labels, names, segments, positions)) -> the batch
+  the raw squares' train step takes: the whole squares ('image' uint8 [B, R, R, 3], gathered at
+  once), the crop draws ('crop' int32 [B, 3]: the
   offsets and mirror `image_ops.train_crop` would draw for the same key, cut on the device) and
-  'decoded'. Batch-level numpy work: no decode, nothing per example."""
+  'decoded'. Batch-level numpy work: no decode, no draw per example (the gather copies one
+  square at a time: see RawSquaresSource.gather)."""
   data_config = dataset.config
   source = dataset.source
   r = int(data_config.resize_size)
   random_crop, mirror = data_config.train_crop == 'random', bool(data_config.mirror)
 
   def finish(part):
-    rows = part.pop('row')
-    part['image'] = source.gather(rows)
-    part['decoded'] = source.decoded(rows)
-    part['crop'] = crop_draws.train_crop_draws(crop_seed, part.pop('stream_position'), r,
-                                               image_size, random_crop, mirror)
-    return part
+    stream_positions, (rows, labels, _, segments, positions) = part
+    return {'image': source.gather(rows), 'label': labels, 'decoded': source.decoded(rows),
+            'segment': segments, 'position': positions,
+            'crop': crop_draws.train_crop_draws(crop_seed, stream_positions, r, image_size,
+                                                random_crop, mirror)}
   return finish
 
 

@@ -15,6 +15,7 @@ import time
 import pytest
 
 from launch import sweep
+from tests.train_testlib import signal_state
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SPEC = os.path.join(ROOT, 'configs/ablations.py') + ':quickstart'
@@ -163,10 +164,11 @@ def test_ctrl_c_ends_a_local_sweep_with_one_line(tmp_path):
     process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out, stderr=err,
                                start_new_session=True)
     _wait_for_folder(root / 'baseline' / 'seed0' / 'checkpoints' / '4', process)
+    masks = signal_state(process.pid)
     os.killpg(process.pid, signal.SIGINT)
     process.wait(timeout=300)
   stderr = (tmp_path / 'err').read_text()
-  assert process.returncode == sweep.INTERRUPTED, stderr[-3000:]
+  assert process.returncode == sweep.INTERRUPTED, (masks, stderr[-3000:])
   # The launcher's own output ends it: one line naming the run, after the run has stopped.
   assert stderr.splitlines()[-1] == (
       f'Interrupted during baseline, seed 0 ({root}/baseline/seed0 keeps what it saved); '

@@ -58,6 +58,16 @@ def losses(workdir):
   return {r['step']: r['loss'] for r in metric_rows(workdir) if 'loss' in r}
 
 
+def signal_state(pid) -> str:
+  """The process's blocked, ignored and caught signal masks (Linux), for a failure's message: a
+  SIGINT that never acts is blocked or ignored, often inherited from whatever started it."""
+  try:
+    with open(f'/proc/{pid}/status') as f:
+      return ' '.join(line.strip() for line in f if line.startswith(('SigBlk', 'SigIgn', 'SigCgt')))
+  except OSError:
+    return '(no /proc status)'
+
+
 def wait_for(condition, process, what, timeout=300):
   """Polls `condition()` until it is true; AssertionError if `process` ends first."""
   deadline = time.time() + timeout

@@ -13,8 +13,8 @@ import types
 
 import pytest
 
-from tests.train_testlib import (losses, main_args, metric_rows, resumed_step, start_main,
-                                 wait_for, wait_for_checkpoint, wait_for_step)
+from tests.train_testlib import (losses, main_args, metric_rows, resumed_step, signal_state,
+                                 start_main, wait_for, wait_for_checkpoint, wait_for_step)
 
 STATUS = 128 + signal.SIGINT
 
@@ -115,8 +115,9 @@ def test_ctrl_c_in_eval_mode_is_one_line(reference_run, tiny_data):
       return 'libtensorflow_framework' in f.read()
 
   wait_for(loaded_tensorflow, process, 'TensorFlow was loaded')
+  masks = signal_state(process.pid)
   out, err = _interrupt(process)
-  assert process.returncode == STATUS, err[-3000:]
+  assert process.returncode == STATUS, (masks, err[-3000:])
   assert err.splitlines()[-1] == (
       'Interrupted: --mode=eval stopped before it finished (what it writes is written whole or '
       'not at all); run the same command again.')

@@ -18,8 +18,9 @@ off any accelerator (JAX owns those). The tree says which part is which:
     tf_env.py         the environment TensorFlow reads as it loads (no TensorFlow)
     device_preprocess.py  the input's float work (colour noise, mean, scale; the raw squares'
                       crops) inside the jitted step: JAX, no TensorFlow. It stays here
-                      although it runs on the device, because it is the input's own arithmetic, configured by the data block and
-                      by the stats the commands make; the train and eval steps call it.
+                      although it runs on the device, because it is the input's own
+                      arithmetic, configured by the data block and by the stats the commands
+                      make; the train and eval steps call it.
 
   the one-time commands (prepare/), which make data and which the input imports none of:
     prepare/          `python -m alexnet_jax.data.prepare`: originals, squares, stats, made once

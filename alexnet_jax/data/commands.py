@@ -33,7 +33,8 @@ QUICKSTART_DATA = {
     'resize_size': 128, 'resize_method': 'bilinear', 'antialias': True,
     'truncated_jpeg_fraction': 0.0, 'squares_dir': '', 'squares_quality': 90,
     'squares_format': 'jpeg', 'stats_dir': '', 'stats_max_examples': 0, 'mini.num_classes': 10,
-    'mini.images_per_class': 300, 'mini.min_side': 80, 'mini.max_side': 220, 'mini.jpeg_quality': 90, 'mini.seed': 0}
+    'mini.images_per_class': 300, 'mini.min_side': 80, 'mini.max_side': 220,
+    'mini.jpeg_quality': 90, 'mini.seed': 0}
 _COMMAND_FIELDS = {
     PREPARE_COMMAND: (PAPER_DATA, tuple(PAPER_DATA)),
     STATS_COMMAND: (PAPER_DATA, tuple(f for f in PAPER_DATA if f != 'eval_split')),

@@ -54,12 +54,25 @@ class StepCost:
     return self.argument_bytes + self.temp_bytes + self.output_bytes - self.alias_bytes
 
 
+# Chips with two TensorCores that JAX runs as one device each ("megacore"). The compile-only
+# library's default for v4 makes every core a device (8 for v4:2x2x1), which would halve the
+# per-chip figures and compare them with the whole chip's memory.
+MEGACORE = ('v4', 'v5p')
+
+
 def topology_devices(topology: str) -> list:
   """The compile-only devices of a TPU slice such as 'v5e:2x4' (CompileError if unavailable)."""
+  # What libtpu asks of the TPU VM it is loaded on; here there is none. Without these it prints
+  # start-up warnings (and an error) about its accelerator type, host bounds and worker
+  # hostnames. They describe only this process's host: the slice's own hosts and chips come
+  # from `topology`, and the compiled steps are the same with or without them.
   os.environ.setdefault('TPU_SKIP_MDS_QUERY', '1')  # no metadata server off a TPU VM
+  os.environ.setdefault('TPU_HOST_BOUNDS', '1,1,1')
+  os.environ.setdefault('TPU_WORKER_HOSTNAMES', 'localhost')
   from jax.experimental import topologies
+  options = {'chip_config_name': 'megacore'} if topology.split(':')[0] in MEGACORE else {}
   try:
-    return list(topologies.get_topology_desc(topology, 'tpu').devices)
+    return list(topologies.get_topology_desc(topology, 'tpu', **options).devices)
   except Exception as e:  # pylint: disable=broad-except  (no library, or an unknown slice)
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     raise CompileError(f'--topology={topology}: no compile-only TPU devices ({first[:160]}). '

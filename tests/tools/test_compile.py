@@ -79,7 +79,13 @@ def test_the_command_line(tmp_path):
                     reason="the compile-only TPU library is not installed (pip install "
                            "'alexnet-jax[tpu]'); the TPU slice path is not compiled here")
 def test_compiles_for_a_tpu_slice_without_a_tpu():
+  """One test: libtpu holds a lock for the process that loaded it, so a second test in another
+  xdist worker could not load it."""
   config = _tiny('quickstart', batch=16)
   config.mesh.model = 2
   costs = compile_lib.run(config, 'v5e:2x2', log=print)
   assert all(c.total_bytes < 16 * 2**30 for c in costs)
+  # v4's two TensorCores run as one device (megacore), as JAX runs them on a v4 TPU VM, so the
+  # figures are per chip; the compile-only default would make each core a device.
+  devices = compile_lib.topology_devices('v4:2x2x1')
+  assert len(devices) == 4 and {d.core_on_chip for d in devices} == {0}

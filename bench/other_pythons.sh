@@ -6,7 +6,10 @@
 # Usage: bench/other_pythons.sh [-d FOLDER] [PYTHON ...]
 #   FOLDER  where the venvs go, one per Python version (default: .venvs in the repo root). An
 #           existing venv is reused with what it has; delete it to see what pip resolves today.
-#   PYTHON  interpreters to try (default: python3.11 python3.12 python3.13)
+#   PYTHON  interpreters to try (default: python3.11 python3.12 python3.13). Under pyenv a
+#           version's shim answers only when that version is selected: run it as
+#           PYENV_VERSION=3.11.7:3.12.1:3.13.0 bench/other_pythons.sh (your versions), or
+#           name the interpreters by their paths.
 # Each venv gets `pip install -e '.[test]'`, then runs the README's test command,
 # `python -m pytest -q`, from the repo root, one Python after the other (the suite alone keeps
 # two cores busy). The full pytest output goes to FOLDER/pyX.Y.log. Exit status: 0 when every

@@ -143,15 +143,18 @@ def table(config, devices, costs: list[StepCost], capacity: int | None) -> str:
   return '\n'.join(lines)
 
 
-def check_fits(config, costs: list[StepCost], capacity: int | None) -> None:
-  """CompileError, in one line, when a step needs more than the chip has."""
+def check_fits(config, costs: list[StepCost], capacity: int | None,
+               model_devices: int | None = None) -> None:
+  """CompileError, in one line, when a step needs more than the chip has. `model_devices`: the
+  mesh's model size as built (config.mesh.model=0 picks it), else config.mesh.model."""
   if capacity is None:
     return
   worst = max(costs, key=lambda c: c.total_bytes)
   if worst.total_bytes <= capacity:
     return
   over = worst.total_bytes - capacity
-  split = '' if config.mesh.model == 2 or config.model.columns != 2 else (
+  model = config.mesh.model if model_devices is None else model_devices
+  split = '' if model == 2 or config.model.columns != 2 else (
       ', or --config.mesh.model=2 (a column per chip)')
   raise CompileError(
       f'Does not fit: the {worst.name} needs {_gib(worst.total_bytes)} per chip, '
@@ -171,5 +174,5 @@ def run(config, topology: str | None = None, log=print) -> list[StepCost]:
   used = list(steps.mesh.devices.flat)
   capacity = capacity_bytes(used[0])
   log(table(config, used, costs, capacity))
-  check_fits(config, costs, capacity)
+  check_fits(config, costs, capacity, steps.mesh.shape['model'])
   return costs

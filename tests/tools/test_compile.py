@@ -39,6 +39,10 @@ def test_a_config_that_does_not_fit_says_by_how_much_and_what_to_change():
   assert '--config.batch_size' in message and '--config.mesh.model=2' in message
   compile_lib.check_fits(config, [_cost(15.0)], 16 * 2**30)  # fits: no error
   compile_lib.check_fits(config, [_cost(15.0)], None)  # capacity unknown (CPU): no verdict
+  config.mesh.model = 0  # the mesh picks the split: no advice to ask for what it already has
+  with pytest.raises(compile_lib.CompileError) as error:
+    compile_lib.check_fits(config, [_cost(20.0)], 16 * 2**30, model_devices=2)
+  assert '--config.mesh.model' not in str(error.value)
 
 
 def test_compiles_the_steps_for_the_local_devices_without_data(capsys):

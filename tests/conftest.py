@@ -5,6 +5,7 @@ Four CPU devices are simulated for the multi-device tests; this must happen befo
 
 import os
 import shutil
+import signal
 import sys
 import tempfile
 
@@ -24,6 +25,13 @@ os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', _COMPILATION_CACHE)
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
 os.environ.setdefault('JAX_COMPILATION_CACHE_MAX_SIZE', str(8 << 30))
+
+# The Ctrl-C tests send SIGINT to the processes they start, as a terminal would. A test runner
+# started in the background of a script (`cmd &`, nohup) has SIGINT ignored, and every process
+# it starts would inherit that and rightly ignore the signal (POSIX: a background job is not
+# interrupted by Ctrl-C). So the runner takes the terminal's default back for its children.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+  signal.signal(signal.SIGINT, signal.default_int_handler)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:

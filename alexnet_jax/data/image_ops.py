@@ -62,10 +62,14 @@ def central_square(image_bytes, s: Squaring):
                          antialias=s.antialias)
 
 
+def rounded_square(image_bytes, s: Squaring):
+  """uint8 [R, R, 3]: the image's `central_square`, rounded (the raw squares store it)."""
+  return tf.cast(tf.clip_by_value(tf.round(central_square(image_bytes, s)), 0, 255), tf.uint8)
+
+
 def stored_square(image_bytes, s: Squaring):
-  """The stored form of an image: its `central_square`, rounded to uint8, as a JPEG."""
-  square = tf.cast(tf.clip_by_value(tf.round(central_square(image_bytes, s)), 0, 255), tf.uint8)
-  return tf.io.encode_jpeg(square, quality=s.quality)
+  """The stored form of an image: its `rounded_square` as a JPEG."""
+  return tf.io.encode_jpeg(rounded_square(image_bytes, s), quality=s.quality)
 
 
 def train_crop(square_jpeg, seed, resize_size: int, image_size: int, random_crop: bool,

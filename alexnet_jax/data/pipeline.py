@@ -203,7 +203,7 @@ def _jpeg_train_crop(data_config, image_size: int, crop_seed: int):
 
 
 def _raw(dataset: Dataset) -> bool:
-  return dataset.config.get('squares_format', 'jpeg') == 'raw'
+  return squares.is_raw(dataset.config)
 
 
 def train_iterator(dataset: Dataset, *, image_size: int, global_batch_size: int, seed: int,

@@ -83,12 +83,6 @@ class _Kind:
   write: Callable                             # (path, [(stored, label, name)], count)
 
 
-def _rounded_square(image_bytes, squaring: image_ops.Squaring):
-  """uint8 [R, R, 3]: the square `image_ops.stored_square` encodes as JPEG."""
-  return tf.cast(tf.clip_by_value(tf.round(image_ops.central_square(image_bytes, squaring)),
-                                  0, 255), tf.uint8)
-
-
 def _kind(data_config) -> _Kind:
   """How the config's squares (data.squares_format) are made from the originals."""
   squaring = squares.squaring(data_config)
@@ -96,7 +90,7 @@ def _kind(data_config) -> _Kind:
     return _Kind('squares', squares.shard_file, functools.partial(squares.shard_files, data_config),
                  lambda b: image_ops.stored_square(b, squaring), lambda: tf.constant(b''),
                  _write_records)
-  return raw_kind(data_config, 'raw squares', lambda b: _rounded_square(b, squaring))
+  return raw_kind(data_config, 'raw squares', lambda b: image_ops.rounded_square(b, squaring))
 
 
 def raw_kind(data_config, what: str, store) -> _Kind:

@@ -121,7 +121,6 @@ def kernels(m: ml_collections.ConfigDict) -> None:
   # (model/kernels.py)
   m.platform = 'auto'
   m.dtype = 'float32'      # compute dtype: 'float32' | 'bfloat16' (parameters stay float32)
-  m.platform = 'auto'      # whose kernels (model/kernels.py): 'auto' (this backend), 'cpu', 'gpu', 'tpu'
 
 
 # ----------------------------------------------------------------------------------------- data

@@ -35,26 +35,27 @@ def _count(conv, fc, num_classes=1000, conv1_in=3, groups=(1, 2, 1, 2, 2)):
   return total
 
 
-def _abstract_model(config_arg=None):
-  """The net of a config as shapes only (nnx.eval_shape): its structure without drawing its
-  61 million initial values (the tests that run the net draw theirs)."""
-  cfg = get_config(config_arg).model
-  return nnx.eval_shape(lambda: model_lib.create_model(cfg))
+def _abstract_model(model_config):
+  """The net of a model config as shapes only (nnx.eval_shape): its structure without drawing
+  its 61 million initial values (the tests that run the net draw theirs)."""
+  return nnx.eval_shape(lambda: model_lib.create_model(model_config))
 
 
 def test_parameter_counts_match_the_paper():
+  def count(config_arg=None):
+    return model_lib.count_parameters(_abstract_model(get_config(config_arg).model))
+
   assert _count([96, 256, 384, 384, 256], [4096, 4096]) == 60_965_224  # the paper's table
-  assert model_lib.count_parameters(_abstract_model()) == 60_965_224
-  assert model_lib.count_parameters(_abstract_model('one_weird_trick')) == 61_100_840 == _count(
+  assert count() == 60_965_224
+  assert count('one_weird_trick') == 61_100_840 == _count(
       [64, 192, 384, 256, 256], [4096, 4096], groups=(1,) * 5)
-  assert model_lib.count_parameters(_abstract_model('one_column')) == _count(
-      [48, 128, 192, 192, 256], [4096, 4096], groups=(1,) * 5)
+  assert count('one_column') == _count([48, 128, 192, 192, 256], [4096, 4096], groups=(1,) * 5)
 
 
 def test_parameters_carry_a_column_axis():
   m = get_config().model
   m.width = 0.25
-  model = nnx.eval_shape(lambda: model_lib.create_model(m))
+  model = _abstract_model(m)
   shapes = jax.tree.map(lambda a: a.shape, nnx.to_pure_dict(nnx.state(model, nnx.Param)))
   # conv2/4/5 see their own column's 12/32/48 channels; conv3 and the fc layers see both.
   assert shapes['conv1']['kernel'] == (2, 11, 11, 3, 12)
